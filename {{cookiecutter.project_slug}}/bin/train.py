@@ -1,0 +1,23 @@
+#!/usr/bin/env python
+"""Train an experiment on every fold (or --fold k), then write OOF, test predictions and the CV score.
+
+  python bin/train.py --comp digits --exp exp001_resnet10t [--fold 0 1] [train.lr=1e-3 ...]
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository's solver, installed or not
+
+from solver.cli import make_parser  # noqa: E402
+from solver.errors import run_cli  # noqa: E402
+from solver.experiment import train_experiment  # noqa: E402
+
+
+def main() -> None:
+    args = make_parser(__doc__, folds=True, overrides=True).parse_args()
+    train_experiment(args.root, args.comp, args.exp, args.folds, args.overrides)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,107 @@
+"""Images in, tensors out: decoding, optional in-memory cache, albumentations pipelines from config."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from albumentations.pytorch import ToTensorV2
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from solver.config import ExperimentConfig
+from solver.errors import SolverError, did_you_mean
+
+# OpenCV's own thread pool fights DataLoader workers for the same cores.
+cv2.setNumThreads(0)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """HxWxC uint8 in RGB(A) order; grayscale becomes HxWx1."""
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        reason = "file is missing" if not Path(path).exists() else "not a readable image"
+        raise SolverError(f"cannot read image {path}: {reason}")
+    if image.dtype != np.uint8:
+        raise SolverError(f"image {path} has dtype {image.dtype}; only 8-bit images are supported")
+    if image.ndim == 2:
+        return image[:, :, None]
+    if image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
+    return image
+
+
+def check_images_exist(paths: Sequence[Path], csv_path: Path) -> None:
+    """Fail before training when an image listed in a CSV is missing; name it and count the rest."""
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise SolverError(f"{csv_path}: {len(missing)} listed image(s) not found, e.g. {missing[0]}")
+
+
+def load_images(paths: Sequence[Path], desc: str) -> list[np.ndarray]:
+    """Decode every image once (cache for small data sets); an unreadable file fails here, named."""
+    return [read_image(p) for p in tqdm(paths, desc=desc, leave=False, mininterval=1)]
+
+
+class ImageDataset(Dataset):
+    """Images from paths (or pre-decoded arrays), their targets, and an albumentations transform."""
+
+    def __init__(self, paths: Sequence[Path], targets: np.ndarray | None, transform: A.Compose, images: list[np.ndarray] | None = None):
+        self.paths = list(paths)
+        self.targets = targets
+        self.transform = transform
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        image = self.images[i] if self.images is not None else read_image(self.paths[i])
+        x = self.transform(image=image)["image"]
+        if self.targets is None:
+            return x, torch.tensor(-1)
+        return x, torch.as_tensor(self.targets[i])
+
+
+def build_augmentations(specs: list[dict], source: str = "augment.train") -> list[A.BasicTransform]:
+    """[{name: HorizontalFlip, p: 0.5}, ...] -> albumentations transforms, each checked by name and arguments."""
+    transforms = []
+    for i, spec in enumerate(specs):
+        spec = dict(spec)
+        name = spec.pop("name", None)
+        where = f"{source}[{i}]"
+        cls = getattr(A, str(name), None) if name else None
+        if not (isinstance(cls, type) and issubclass(cls, A.BasicTransform)):
+            valid = [n for n in dir(A) if isinstance(getattr(A, n), type) and issubclass(getattr(A, n), A.BasicTransform)]
+            raise SolverError(f"{where}: unknown albumentations transform {name!r} ({did_you_mean(str(name), valid)})")
+        try:
+            # strict=True: an argument the transform does not know is an error, not a warning.
+            transforms.append(cls(**spec, strict=True))
+        except (TypeError, ValueError) as err:
+            raise SolverError(f"{where} ({name}): {err}") from None
+    return transforms
+
+
+def normalization(cfg: ExperimentConfig, in_chans: int, model_mean, model_std) -> tuple[list[float], list[float]]:
+    """Per-channel mean/std: the config's, or the model's (repeated or averaged to in_chans)."""
+    mean = cfg.data.mean or list(model_mean)
+    std = cfg.data.std or list(model_std)
+    if not cfg.data.mean and len(mean) != in_chans:
+        mean = [float(np.mean(mean))] * in_chans
+        std = [float(np.mean(std))] * in_chans
+    if len(mean) != in_chans or len(std) != in_chans:
+        raise SolverError(f"data.mean/data.std: need {in_chans} values (the images have {in_chans} channels)")
+    return mean, std
+
+
+def build_transform(cfg: ExperimentConfig, mean: list[float], std: list[float], train: bool) -> A.Compose:
+    """Resize -> (training augmentations) -> normalize -> tensor. Evaluation gets no augmentation."""
+    size = cfg.data.image_size
+    augs = build_augmentations(cfg.augment.train) if train else []
+    return A.Compose([A.Resize(size, size), *augs, A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()])

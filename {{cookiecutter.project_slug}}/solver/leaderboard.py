@@ -1,0 +1,36 @@
+"""One row per experiment (later: ensemble, stack) with its metric and CV score."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from solver.atomic import write_csv
+from solver.competition import Competition
+
+COLUMNS = ["source", "kind", "model", "metric", "cv", "cv_std", "holdout", "folds", "time", "git_sha"]
+
+
+def collect_scores(comp: Competition) -> pd.DataFrame:
+    rows = []
+    for path in sorted(comp.runs_dir.glob("*/score.json")):
+        score = json.loads(path.read_text())
+        folds = score.get("fold_scores") or []
+        rows.append({**score, "cv_std": pd.Series(folds).std() if len(folds) > 1 else None, "folds": len(folds)})
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    if len(df):
+        df = df.sort_values("cv", ascending=not comp.metric.greater_is_better, kind="stable").reset_index(drop=True)
+    return df
+
+
+def write_leaderboard(comp: Competition) -> tuple[pd.DataFrame, str]:
+    df = collect_scores(comp)
+    path = comp.runs_dir / "leaderboard.csv"
+    write_csv(df, path)
+    if not len(df):
+        return df, f"{comp.name}: no finished experiments yet (runs/{comp.name}/<exp>/score.json); wrote an empty {path}"
+    shown = df.drop(columns=["git_sha"]).dropna(axis=1, how="all")
+    direction = "higher" if comp.metric.greater_is_better else "lower"
+    table = shown.to_string(index=False, float_format=lambda v: f"{v:.4f}")
+    return df, f"leaderboard of {comp.name} ({comp.metric.name}, {direction} is better), written to {path}\n{table}"

@@ -1,0 +1,116 @@
+"""Test probabilities -> the competition's submission format, validated against sample_submission.csv.
+
+A submission is written only after it passes every check; otherwise nothing is written and the error
+lists what is wrong.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from solver.atomic import write_csv
+from solver.competition import Competition, read_csv
+from solver.errors import SolverError
+from solver.metrics import load_module
+
+
+def build_submission(comp: Competition, test_probs: pd.DataFrame, sample: pd.DataFrame) -> pd.DataFrame:
+    """Rows in sample_submission's order, columns in the competition's format."""
+    id_col, classes, spec = comp.cfg.id_column, comp.classes, comp.cfg.submission
+    if spec.function:
+        file_name, _, func_name = spec.function.partition(":")
+        module = load_module(comp.folder / file_name)
+        return getattr(module, func_name or "make_submission")(test_probs, classes, sample)
+    missing = sorted(set(sample[id_col]) - set(test_probs[id_col]))
+    if missing:
+        raise SolverError(f"test predictions lack {len(missing)} id(s) of the sample submission, e.g. {missing[0]!r}; is test.csv the competition's?")
+    probs = test_probs.set_index(id_col).loc[sample[id_col], classes].to_numpy()
+    sub = pd.DataFrame({id_col: sample[id_col].to_numpy()})
+    column = spec.column or (comp.cfg.target if isinstance(comp.cfg.target, str) else None)
+    fmt = comp.cfg.submission_format
+    if fmt == "label":
+        sub[column] = np.asarray(classes, dtype=object)[probs.argmax(1)]
+    elif fmt == "probabilities":
+        for j, c in enumerate(classes):
+            sub[c] = probs[:, j]
+    elif fmt == "labels":
+        chosen = probs > spec.threshold
+        sub[column] = [" ".join(c for c, keep in zip(classes, row) if keep) for row in chosen]
+    else:  # binary_columns
+        for j, c in enumerate(classes):
+            sub[c] = (probs[:, j] > spec.threshold).astype(int)
+    return sub
+
+
+def submission_problems(sub: pd.DataFrame, sample: pd.DataFrame, comp: Competition) -> list[str]:
+    """Everything that would make Kaggle reject the file or score it wrongly."""
+    problems = []
+    id_col = comp.cfg.id_column
+    if list(sub.columns) != list(sample.columns):
+        missing = [c for c in sample.columns if c not in sub.columns]
+        extra = [c for c in sub.columns if c not in sample.columns]
+        problems.append(f"columns {list(sub.columns)} differ from the sample's {list(sample.columns)} (missing {missing}, extra {extra})")
+    if len(sub) != len(sample):
+        problems.append(f"{len(sub)} rows, the sample has {len(sample)}")
+    if id_col in sub.columns:
+        ours, theirs = sub[id_col].astype(str).to_numpy(), sample[id_col].astype(str).to_numpy()
+        if len(ours) == len(theirs) and (ours != theirs).any():
+            row = int(np.argmax(ours != theirs))
+            problems.append(f"ids differ from the sample's at row {row + 2}: {ours[row]!r} vs {theirs[row]!r} (same ids, same order required)")
+        elif len(ours) != len(theirs) and set(ours) != set(theirs):
+            problems.append(f"ids differ from the sample's ({len(set(theirs) - set(ours))} missing, {len(set(ours) - set(theirs))} unknown)")
+    nan_cols = [c for c in sub.columns if sub[c].isna().any()]
+    if nan_cols:
+        problems.append(f"empty values (NaN) in column(s) {nan_cols}, first at row {int(sub[nan_cols[0]].isna().to_numpy().argmax()) + 2}")
+    problems += _label_problems(sub, comp)
+    return problems
+
+
+def _label_problems(sub: pd.DataFrame, comp: Competition) -> list[str]:
+    fmt, classes = comp.cfg.submission_format, set(comp.classes)
+    column = comp.cfg.submission.column or (comp.cfg.target if isinstance(comp.cfg.target, str) else None)
+    if fmt in ("label", "labels") and column in sub.columns:
+        values = sub[column].fillna("").astype(str)
+        tokens = values.str.split() if fmt == "labels" else values.map(lambda v: [v])
+        for row, labels in enumerate(tokens):
+            bad = [t for t in labels if t not in classes]
+            if bad:
+                return [f"column '{column}' row {row + 2} has label {bad[0]!r}, which is not a class of the competition"]
+    if fmt == "probabilities":
+        cols = [c for c in comp.classes if c in sub.columns]
+        values = sub[cols].to_numpy(dtype=float)
+        if ((values < 0) | (values > 1)).any():
+            return ["probability columns hold values outside [0, 1]"]
+    if fmt == "binary_columns":
+        cols = [c for c in comp.classes if c in sub.columns]
+        if not sub[cols].isin([0, 1]).to_numpy().all():
+            return ["0/1 label columns hold values other than 0 and 1"]
+    return []
+
+
+def validate_submission(sub: pd.DataFrame, sample: pd.DataFrame, comp: Competition) -> None:
+    problems = submission_problems(sub, sample, comp)
+    if problems:
+        sample_path = comp.data_dir / comp.cfg.sample_submission
+        raise SolverError(f"submission refused, nothing written (checked against {sample_path}):\n  - " + "\n  - ".join(problems))
+
+
+def make_submission(comp: Competition, source_dir: Path, out_path: Path | None = None) -> Path:
+    """Read <source_dir>/test.csv, build and validate the submission, write it atomically."""
+    test_path = source_dir / "test.csv"
+    if not test_path.is_file():
+        raise SolverError(f"{test_path} not found: no test predictions for {source_dir.name}; train all folds (or `make predict`) first")
+    test_probs = read_csv(test_path, "test predictions")
+    missing = [c for c in comp.classes if c not in test_probs.columns]
+    if missing:
+        raise SolverError(f"{test_path}: no column for class(es) {missing[:5]}; it was made with another class list")
+    test_probs[comp.classes] = test_probs[comp.classes].astype(float)
+    sample = comp.read_sample_submission()
+    sub = build_submission(comp, test_probs, sample)
+    validate_submission(sub, sample, comp)
+    out_path = out_path or source_dir / "submission.csv"
+    write_csv(sub, out_path)
+    return out_path

@@ -1,0 +1,42 @@
+"""The scripts in bin/: errors are one line, not a traceback."""
+
+import subprocess
+import sys
+
+import yaml
+
+from tests.synthetic import make_competition
+
+
+def run(repo, root, *args):
+    return subprocess.run([sys.executable, str(repo / "bin" / args[0]), "--root", str(root), *args[1:]], capture_output=True, text=True, timeout=300)
+
+
+def test_bad_config_key_is_one_line_naming_key_and_file(repo, tmp_path):
+    make_competition(tmp_path)
+    path = tmp_path / "synth/configs/tiny.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    cfg["train"]["epochz"] = 3
+    path.write_text(yaml.safe_dump(cfg))
+    result = run(repo, tmp_path, "train.py", "--comp", "synth", "--exp", "tiny")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ") and "unknown key 'train.epochz'" in result.stderr and "tiny.yaml" in result.stderr
+
+
+def test_train_then_submit_then_leaderboard_from_the_command_line(repo, tmp_path):
+    make_competition(tmp_path, task="multilabel")
+    assert run(repo, tmp_path, "folds.py", "--comp", "synth").returncode == 0
+    train = run(repo, tmp_path, "train.py", "--comp", "synth", "--exp", "tiny", "--fold", "0,1", "train.epochs=1")
+    assert train.returncode == 0, train.stderr
+    assert "CV macro_f1" in train.stdout
+    submit = run(repo, tmp_path, "submit.py", "--comp", "synth", "--exp", "tiny")
+    assert submit.returncode == 0 and "submission validated" in submit.stdout
+    board = run(repo, tmp_path, "leaderboard.py", "--comp", "synth")
+    assert board.returncode == 0 and "tiny" in board.stdout
+
+
+def test_submit_without_predictions_is_one_line(repo, tmp_path):
+    make_competition(tmp_path)
+    result = run(repo, tmp_path, "submit.py", "--comp", "synth", "--exp", "nothing")
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "no test predictions for nothing" in result.stderr

@@ -1,0 +1,115 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from solver.competition import Competition
+from solver.errors import SolverError
+from solver.submission import build_submission, make_submission, validate_submission
+from tests.synthetic import make_competition
+
+
+def fake_test_predictions(comp: Competition, source_dir, seed=0) -> pd.DataFrame:
+    test = comp.read_test()
+    probs = np.random.default_rng(seed).dirichlet(np.ones(comp.num_classes), len(test))
+    df = pd.DataFrame(probs, columns=comp.classes)
+    df.insert(0, "id", test["id"].to_numpy()[::-1])  # another order than the sample's
+    source_dir.mkdir(parents=True, exist_ok=True)
+    df.to_csv(source_dir / "test.csv", index=False)
+    return df
+
+
+@pytest.mark.parametrize(
+    "task, fmt, extra",
+    [("multiclass", "label", {}), ("multiclass", "probabilities", {}), ("multilabel", "labels", {}), ("multilabel", "binary_columns", {"multilabel_format": "columns"})],
+)
+def test_each_format_is_built_in_sample_order_and_valid(tmp_path, task, fmt, extra):
+    make_competition(tmp_path, task=task, submission={"format": fmt}, **extra)
+    comp = Competition.load(tmp_path, "synth")
+    sample = comp.read_sample_submission()
+    if fmt == "probabilities":  # the sample of a log-loss competition has one column per class
+        sample = pd.DataFrame({"id": sample["id"], **{c: 0.5 for c in comp.classes}})
+        sample.to_csv(comp.data_dir / "sample_submission.csv", index=False)
+    fake_test_predictions(comp, tmp_path / "runs/synth/e")
+    path = make_submission(comp, tmp_path / "runs/synth/e")
+    sub = pd.read_csv(path, dtype=str, keep_default_na=False)
+    assert list(sub.columns) == list(sample.columns)
+    assert (sub["id"] == sample["id"]).all()
+
+
+def test_label_is_the_argmax_class(tmp_path):
+    make_competition(tmp_path)
+    comp = Competition.load(tmp_path, "synth")
+    preds = fake_test_predictions(comp, tmp_path / "runs/synth/e")
+    sub = build_submission(comp, preds, comp.read_sample_submission())
+    expected = preds.set_index("id").loc[sub["id"], comp.classes].to_numpy().argmax(1)
+    assert sub["label"].tolist() == [comp.classes[k] for k in expected]
+
+
+def test_threshold_decides_multilabel_labels(tmp_path):
+    make_competition(tmp_path, task="multilabel", submission={"threshold": 0.3})
+    comp = Competition.load(tmp_path, "synth")
+    sample = comp.read_sample_submission()
+    preds = pd.DataFrame({"id": sample["id"], "0": 0.31, "1": 0.29, "2": 0.9, "3": 0.0})
+    sub = build_submission(comp, preds, sample)
+    assert set(sub["Target"]) == {"0 2"}
+
+
+@pytest.mark.parametrize(
+    "corrupt, message",
+    [
+        (lambda s: s.iloc[::-1].reset_index(drop=True), "ids differ from the sample's at row 2"),
+        (lambda s: s.iloc[:-1], "rows, the sample has"),
+        (lambda s: s.assign(label=s["label"].where(s.index != 3)), r"NaN\) in column\(s\) \['label'\], first at row 5"),
+        (lambda s: s.assign(label="wolf"), "label 'wolf', which is not a class"),
+        (lambda s: s.rename(columns={"label": "Label"}), "missing \\['label'\\], extra \\['Label'\\]"),
+    ],
+)
+def test_invalid_submission_is_refused_with_the_reason(tmp_path, corrupt, message):
+    make_competition(tmp_path)
+    comp = Competition.load(tmp_path, "synth")
+    sample = comp.read_sample_submission()
+    good = build_submission(comp, fake_test_predictions(comp, tmp_path / "runs/synth/e"), sample)
+    validate_submission(good, sample, comp)
+    with pytest.raises(SolverError, match=message):
+        validate_submission(corrupt(good), sample, comp)
+
+
+def test_refused_submission_writes_nothing_and_keeps_the_old_one(tmp_path):
+    make_competition(tmp_path)
+    comp = Competition.load(tmp_path, "synth")
+    source = tmp_path / "runs/synth/e"
+    fake_test_predictions(comp, source)
+    path = make_submission(comp, source)
+    before = path.read_bytes()
+    sample = comp.read_sample_submission()
+    sample.assign(weight=1).to_csv(comp.data_dir / "sample_submission.csv", index=False)  # a column we do not write
+    with pytest.raises(SolverError, match=r"(?s)submission refused, nothing written.*missing \['weight'\]"):
+        make_submission(Competition.load(tmp_path, "synth"), source)
+    assert path.read_bytes() == before
+    sample.assign(id="x" + sample["id"]).to_csv(comp.data_dir / "sample_submission.csv", index=False)  # ids we never predicted
+    with pytest.raises(SolverError, match="test predictions lack 16 id"):
+        make_submission(Competition.load(tmp_path, "synth"), source)
+    assert path.read_bytes() == before
+
+
+def test_missing_source_is_a_clear_error(tmp_path):
+    make_competition(tmp_path)
+    with pytest.raises(SolverError, match="no test predictions for nope"):
+        make_submission(Competition.load(tmp_path, "synth"), tmp_path / "runs/synth/nope")
+
+
+def test_custom_submission_function(tmp_path):
+    make_competition(tmp_path, submission={"function": "submission.py:make_submission"})
+    (tmp_path / "synth" / "submission.py").write_text(
+        "def make_submission(test_probs, classes, sample):\n"
+        "    out = sample.copy()\n"
+        "    best = test_probs.set_index('id').loc[sample['id'], classes].to_numpy().argmin(1)\n"
+        "    out['label'] = [classes[k] for k in best]\n"
+        "    return out\n"
+    )
+    comp = Competition.load(tmp_path, "synth")
+    preds = fake_test_predictions(comp, tmp_path / "runs/synth/e")
+    path = make_submission(comp, tmp_path / "runs/synth/e")
+    sub = pd.read_csv(path, dtype=str)
+    worst = preds.set_index("id").loc[sub["id"], comp.classes].to_numpy().argmin(1)
+    assert sub["label"].tolist() == [comp.classes[k] for k in worst]

@@ -1,0 +1,115 @@
+"""Seconds-long training runs on synthetic images: the whole pipeline for both tasks."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from solver import trainer
+from solver.competition import Competition
+from solver.errors import SolverError
+from solver.experiment import predict_experiment, train_experiment
+from solver.leaderboard import write_leaderboard
+from solver.submission import make_submission
+from tests.synthetic import make_competition
+
+CASES = {
+    "multiclass-text-labels": dict(task="multiclass"),
+    "multiclass-grayscale-int-labels": dict(task="multiclass", labels=["0", "1", "2"], channels=1),
+    "multilabel-space-separated": dict(task="multilabel"),
+    "multilabel-01-columns": dict(task="multilabel", multilabel_format="columns"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_train_predict_submit_leaderboard(tmp_path, case):
+    make_competition(tmp_path, **CASES[case])
+    score = train_experiment(tmp_path, "synth", "tiny")
+    comp = Competition.load(tmp_path, "synth")
+    run = tmp_path / "runs/synth/tiny"
+    train = comp.read_train()
+    oof = pd.read_csv(run / "oof.csv", dtype={"id": str})
+    assert oof["id"].tolist() == train["id"].tolist()  # every training row once, in train.csv order
+    assert sorted(oof["fold"].unique()) == [0, 1]
+    test = pd.read_csv(run / "test.csv", dtype={"id": str})
+    assert len(test) == len(comp.read_test()) and list(test.columns) == ["id", *comp.classes]
+    for k in (0, 1):
+        fold = run / f"fold{k}"
+        assert {"best.pt", "last.pt", "metrics.csv", "config.yaml", "oof.csv", "test.csv", "tb"} <= {p.name for p in fold.iterdir()}
+        resolved = (fold / "config.yaml").read_text()
+        assert "git_sha:" in resolved and "seed: 42" in resolved and f"fold: {k}" in resolved
+        assert len(pd.read_csv(fold / "metrics.csv")) == 2
+    saved = json.loads((run / "score.json").read_text())
+    assert saved["cv"] == pytest.approx(score["cv"]) and len(saved["fold_scores"]) == 2
+    sub_path = make_submission(comp, run)
+    assert len(pd.read_csv(sub_path)) == len(comp.read_sample_submission())
+    board, text = write_leaderboard(comp)
+    assert board["source"].tolist() == ["tiny"] and comp.metric.name in text
+    assert (tmp_path / "runs/synth/leaderboard.csv").is_file()
+    before = test.copy()
+    predict_experiment(tmp_path, "synth", "tiny")  # from the checkpoints: the same predictions
+    after = pd.read_csv(run / "test.csv", dtype={"id": str})
+    np.testing.assert_allclose(after[comp.classes].to_numpy(), before[comp.classes].to_numpy(), atol=1e-6)
+
+
+def test_learns_the_synthetic_task(tmp_path):
+    make_competition(tmp_path, n_train=96)
+    score = train_experiment(tmp_path, "synth", "tiny", overrides=["train.epochs=6"])
+    assert score["cv"] > 0.8  # chance is 1/3
+
+
+def test_same_seed_same_predictions(tmp_path):
+    make_competition(tmp_path)
+    train_experiment(tmp_path, "synth", "tiny", folds=[0])
+    first = pd.read_csv(tmp_path / "runs/synth/tiny/fold0/oof.csv")
+    train_experiment(tmp_path, "synth", "tiny", folds=[0])
+    second = pd.read_csv(tmp_path / "runs/synth/tiny/fold0/oof.csv")
+    pd.testing.assert_frame_equal(first, second)
+
+
+def test_single_fold_waits_for_the_others_before_scoring(tmp_path):
+    make_competition(tmp_path)
+    assert train_experiment(tmp_path, "synth", "tiny", folds=[1]) is None
+    assert not (tmp_path / "runs/synth/tiny/score.json").exists()
+    assert train_experiment(tmp_path, "synth", "tiny", folds=[0]) is not None
+    with pytest.raises(SolverError, match="fold 5 does not exist"):
+        train_experiment(tmp_path, "synth", "tiny", folds=[5])
+
+
+def test_a_failed_run_leaves_finished_results_untouched(tmp_path, monkeypatch):
+    make_competition(tmp_path)
+    train_experiment(tmp_path, "synth", "tiny")
+    run = tmp_path / "runs/synth/tiny"
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    calls = {"n": 0}
+    real_step = torch.optim.Adam.step
+
+    def crash_on_second_step(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("simulated crash mid-epoch")
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", crash_on_second_step)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_experiment(tmp_path, "synth", "tiny", overrides=["train.lr=0.1"])
+    after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and ".partial" not in str(p)}
+    assert after == before
+
+
+def test_nan_loss_stops_with_a_clear_message(tmp_path, monkeypatch):
+    make_competition(tmp_path)
+    monkeypatch.setattr(trainer, "loss_function", lambda task: lambda logits, y: (logits * float("nan")).sum())
+    with pytest.raises(SolverError, match="training loss became nan"):
+        train_experiment(tmp_path, "synth", "tiny", folds=[0])
+
+
+def test_folds_trained_with_different_configs_are_not_mixed(tmp_path):
+    make_competition(tmp_path)
+    train_experiment(tmp_path, "synth", "tiny", folds=[0])
+    with pytest.raises(SolverError, match=r"fold1 was trained with another config than fold0: train.lr"):
+        train_experiment(tmp_path, "synth", "tiny", folds=[1], overrides=["train.lr=0.01"])
+    assert not (tmp_path / "runs/synth/tiny/score.json").exists()
+    assert train_experiment(tmp_path, "synth", "tiny", folds=[1]) is not None
