@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Make the competition's folds file (runs/<comp>/folds.csv) once; every later stage reads it.
 
-  python bin/folds.py --comp digits
+python bin/folds.py --comp digits
 """
 
 import sys
@@ -10,6 +10,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository's solver, installed or not
 
 import numpy as np  # noqa: E402
+
 from solver.cli import make_parser  # noqa: E402
 from solver.competition import Competition  # noqa: E402
 from solver.errors import run_cli  # noqa: E402

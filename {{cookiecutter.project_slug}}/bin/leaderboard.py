@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Print every experiment's CV score and write runs/<comp>/leaderboard.csv.
 
-  python bin/leaderboard.py --comp digits
+python bin/leaderboard.py --comp digits
 """
 
 import sys

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Recompute OOF and test predictions from every finished fold's best checkpoint.
 
-  python bin/predict.py --comp digits --exp exp001_resnet10t
+python bin/predict.py --comp digits --exp exp001_resnet10t
 """
 
 import sys

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Write an experiment's submission in the competition's format, after validating it.
 
-  python bin/submit.py --comp digits --exp exp001_resnet10t [--out submission.csv]
+python bin/submit.py --comp digits --exp exp001_resnet10t [--out submission.csv]
 """
 
 import sys

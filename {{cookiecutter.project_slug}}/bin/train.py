@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train an experiment on every fold (or --fold k), then write OOF, test predictions and the CV score.
 
-  python bin/train.py --comp digits --exp exp001_resnet10t [--fold 0 1] [train.lr=1e-3 ...]
+python bin/train.py --comp digits --exp exp001_resnet10t [--fold 0 1] [train.lr=1e-3 ...]
 """
 
 import sys

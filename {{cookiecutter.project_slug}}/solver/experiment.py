@@ -114,7 +114,9 @@ def load_experiment(root: Path, comp_name: str, exp_name: str, overrides=(), loa
     model_cfg = create_model(cfg.model, comp.num_classes, in_chans, root).pretrained_cfg  # also checks the model name and weights
     mean, std = normalization(cfg, in_chans, model_cfg.get("mean", (0.5,)), model_cfg.get("std", (0.25,)))
     build_transform(cfg, mean, std, train=True)  # an unknown augmentation fails before training
-    return Experiment(comp, exp_name, cfg, tuple(overrides), train_df, test_df, y, folds, train_paths, test_paths, in_chans, mean, std, train_images, test_images)
+    return Experiment(
+        comp, exp_name, cfg, tuple(overrides), train_df, test_df, y, folds, train_paths, test_paths, in_chans, mean, std, train_images, test_images
+    )
 
 
 def _subset(items, mask):
@@ -187,8 +189,10 @@ def train_experiment(root: Path, comp_name: str, exp_name: str, folds: list[int]
     exp = load_experiment(root, comp_name, exp_name, overrides)
     folds = folds if folds is not None else exp.cfg.train.folds
     folds = list(range(exp.n_folds)) if folds is None else folds
-    print(f"{comp_name}/{exp_name}: {exp.cfg.model.name}, {len(exp.train_df)} train / {len(exp.test_df)} test images, "
-          f"{exp.in_chans} channel(s), {exp.comp.num_classes} classes, folds {folds}")
+    print(
+        f"{comp_name}/{exp_name}: {exp.cfg.model.name}, {len(exp.train_df)} train / {len(exp.test_df)} test images, "
+        f"{exp.in_chans} channel(s), {exp.comp.num_classes} classes, folds {folds}"
+    )
     for k in folds:
         start = time.perf_counter()
         result = train_fold(exp, k)

@@ -72,5 +72,7 @@ def load_folds(comp: Competition, create: bool = True) -> np.ndarray:
         )
     n = by_id.nunique()
     if n != comp.cfg.n_folds:
-        raise SolverError(f"{path} has {n} folds but {comp.folder / 'competition.yaml'} says n_folds={comp.cfg.n_folds}; delete the file or fix n_folds")
+        raise SolverError(
+            f"{path} has {n} folds but {comp.folder / 'competition.yaml'} says n_folds={comp.cfg.n_folds}; delete the file or fix n_folds"
+        )
     return by_id.loc[train[id_col]].to_numpy()

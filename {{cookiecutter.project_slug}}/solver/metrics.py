@@ -118,7 +118,11 @@ def get_metric(name: str, task: str, folder: Path | None = None, greater_is_bett
     if ".py" in name:
         return load_custom_metric(name, folder or Path("."), greater_is_better)
     if name not in METRICS:
-        raise SolverError(f"metric '{name}' is unknown ({did_you_mean(name, METRICS)}); or define one in the competition folder as 'metric.py:function'")
+        raise SolverError(
+            f"metric '{name}' is unknown ({did_you_mean(name, METRICS)}); or define one in the competition folder as 'metric.py:function'"
+        )
     if task not in METRICS[name]:
-        raise SolverError(f"metric '{name}' is not defined for a {task} task; valid for {task}: {', '.join(n for n, t in METRICS.items() if task in t)}")
+        raise SolverError(
+            f"metric '{name}' is not defined for a {task} task; valid for {task}: {', '.join(n for n, t in METRICS.items() if task in t)}"
+        )
     return METRICS[name][task]

@@ -142,13 +142,24 @@ def fit(
             else:
                 stale += 1
             save_torch({"model": model.state_dict(), "epoch": epoch, "score": score, "meta": checkpoint_meta}, out_dir / "last.pt")
-            row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "valid_loss": valid_loss, metric.name: score, "best": best, "seconds": time.perf_counter() - start}
+            row = {
+                "epoch": epoch,
+                "lr": lr,
+                "train_loss": train_loss,
+                "valid_loss": valid_loss,
+                metric.name: score,
+                "best": best,
+                "seconds": time.perf_counter() - start,
+            }
             history.append(row)
             write_csv(pd.DataFrame(history), out_dir / "metrics.csv")
             for key in ("lr", "train_loss", "valid_loss"):
                 writer.add_scalar(key, row[key], epoch)
             writer.add_scalar(f"valid_{metric.name}", score, epoch)
-            tqdm.write(f"{desc} epoch {epoch:3d}  lr {lr:.2e}  train_loss {train_loss:.4f}  valid_loss {valid_loss:.4f}  {metric.name} {score:.4f}{'  *' if improved else ''}")
+            mark = "  *" if improved else ""
+            tqdm.write(
+                f"{desc} epoch {epoch:3d}  lr {lr:.2e}  train_loss {train_loss:.4f}  valid_loss {valid_loss:.4f}  {metric.name} {score:.4f}{mark}"
+            )
             step_scheduler(scheduler, score)
             if spec.early_stopping_patience and stale >= spec.early_stopping_patience:
                 tqdm.write(f"{desc}: early stop, {metric.name} did not improve for {stale} epochs (best {best:.4f} at epoch {best_epoch})")

@@ -46,7 +46,11 @@ def test_unknown_or_wrong_task_metric_is_a_clear_error():
 
 
 def test_custom_metric_from_the_competition_folder(tmp_path):
-    (tmp_path / "metric.py").write_text("def top2(y_true, y_prob):\n    import numpy as np\n    top = np.argsort(-y_prob, 1)[:, :2]\n    return float((top == y_true[:, None]).any(1).mean())\n")
+    (tmp_path / "metric.py").write_text(
+        "import numpy as np\n\n\ndef top2(y_true, y_prob):\n"
+        "    top = np.argsort(-y_prob, 1)[:, :2]\n"
+        "    return float((top == y_true[:, None]).any(1).mean())\n"
+    )
     metric = get_metric("metric.py:top2", "multiclass", tmp_path, greater_is_better=True)
     assert metric(Y, P) >= get_metric("accuracy", "multiclass")(Y, P)
     with pytest.raises(SolverError, match="greater_is_better"):

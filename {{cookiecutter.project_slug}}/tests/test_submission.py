@@ -20,7 +20,12 @@ def fake_test_predictions(comp: Competition, source_dir, seed=0) -> pd.DataFrame
 
 @pytest.mark.parametrize(
     "task, fmt, extra",
-    [("multiclass", "label", {}), ("multiclass", "probabilities", {}), ("multilabel", "labels", {}), ("multilabel", "binary_columns", {"multilabel_format": "columns"})],
+    [
+        ("multiclass", "label", {}),
+        ("multiclass", "probabilities", {}),
+        ("multilabel", "labels", {}),
+        ("multilabel", "binary_columns", {"multilabel_format": "columns"}),
+    ],
 )
 def test_each_format_is_built_in_sample_order_and_valid(tmp_path, task, fmt, extra):
     make_competition(tmp_path, task=task, submission={"format": fmt}, **extra)
