@@ -13,10 +13,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository'
 
 from solver.cli import make_parser  # noqa: E402
 from solver.competition import Competition  # noqa: E402
-from solver.errors import run_cli  # noqa: E402
+from solver.custom import load_module  # noqa: E402
+from solver.errors import SolverError, run_cli  # noqa: E402
 from solver.experiment import train_experiment  # noqa: E402
 from solver.leaderboard import write_leaderboard  # noqa: E402
-from solver.metrics import load_module  # noqa: E402
 from solver.submission import make_submission  # noqa: E402
 
 
@@ -32,6 +32,8 @@ def main() -> None:
     comp = Competition.load(args.root, args.comp)
     load_module(comp.folder / "prepare.py").prepare(comp.data_dir)
     score = train_experiment(args.root, args.comp, args.exp, overrides=args.overrides)
+    if score is None:
+        raise SolverError("the demo trains every fold; drop train.folds from the overrides")
     path = make_submission(comp, comp.runs_dir / args.exp)
     print(f"submission validated against {comp.cfg.sample_submission} and written to {path}")
     print(write_leaderboard(comp)[1])

@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """Train an experiment on every fold (or --fold k), then write OOF, test predictions and the CV score.
 
-python bin/train.py --comp digits --exp exp001_resnet10t [--fold 0 1] [train.lr=1e-3 ...]
+A fold killed before it finished resumes from fold<k>.partial/last.pt when run again (--fresh starts over).
+
+python bin/train.py --comp digits --exp exp001_resnet10t [--fold 0,1] [train.lr=1e-3 ...]
 """
 
 import sys
@@ -15,8 +17,10 @@ from solver.experiment import train_experiment  # noqa: E402
 
 
 def main() -> None:
-    args = make_parser(__doc__, folds=True, overrides=True).parse_args()
-    train_experiment(args.root, args.comp, args.exp, args.folds, args.overrides)
+    parser = make_parser(__doc__, folds=True, overrides=True)
+    parser.add_argument("--fresh", action="store_true", help="start over instead of resuming a killed run from fold<k>.partial/last.pt")
+    args = parser.parse_args()
+    train_experiment(args.root, args.comp, args.exp, args.folds, args.overrides, fresh=args.fresh)
 
 
 if __name__ == "__main__":

@@ -162,11 +162,13 @@ class Competition:
         """multiclass: (N,) int64 class indices; multilabel: (N, C) float32 0/1."""
         path = path or self.data_dir / self.cfg.train_csv
         if self.binary_columns:
-            values = df[self.target_columns]
-            bad = ~values.isin(["0", "1"])
-            if bad.to_numpy().any():
-                row, col = np.argwhere(bad.to_numpy())[0]
-                raise SolverError(f"{path}: column '{self.target_columns[col]}' row {row + 2} is {values.iat[row, col]!r}; 0/1 columns hold 0 or 1")
+            values = df[self.target_columns].apply(pd.to_numeric, errors="coerce")  # 1, 1.0 and "1" alike
+            bad = ~values.isin([0, 1]).to_numpy()
+            if bad.any():
+                row, col = np.argwhere(bad)[0]
+                raise SolverError(
+                    f"{path}: column '{self.target_columns[col]}' row {row + 2} is {df[self.target_columns].iat[row, col]!r}; 0/1 columns hold 0 or 1"
+                )
             return values.to_numpy().astype(np.float32)
         index = {c: i for i, c in enumerate(self.classes)}
         lists = self._label_lists(df)

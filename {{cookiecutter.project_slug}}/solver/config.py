@@ -71,11 +71,21 @@ class CompetitionConfig(_Strict):
     def _classes_as_strings(cls, data: Any) -> Any:
         # Labels are compared as text everywhere (CSV round trips turn 3 into "3").
         if isinstance(data, dict) and isinstance(data.get("classes"), list):
+            bad = [c for c in data["classes"] if isinstance(c, bool | float) or c is None]
+            if bad:
+                raise ValueError(f"classes: {bad[0]!r} is not a label as written; quote labels like yes, no, 1.5 or null in YAML")
             data = {**data, "classes": [str(c) for c in data["classes"]]}
         return data
 
     @model_validator(mode="after")
     def _check_task_fields(self) -> CompetitionConfig:
+        try:
+            self.image_pattern.format(id="x")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError(f"image_pattern: '{self.image_pattern}' may use only {{id}}, e.g. '{{id}}.png'") from None
+        if self.classes is not None and len(set(self.classes)) != len(self.classes):
+            repeated = next(c for c in self.classes if self.classes.count(c) > 1)
+            raise ValueError(f"classes: {repeated!r} is listed twice")
         if self.task == "multiclass" and isinstance(self.target, list):
             raise ValueError("target: a multiclass competition has one target column, not a list")
         fmt = self.submission.format
@@ -119,22 +129,114 @@ class AugmentSpec(_Strict):
     train: list[dict[str, Any]] = []
 
 
+SCHEDULES = ("plateau", "constant", "cyclic", "cosine", "cosine_restarts", "onecycle", "step")
+
+
+class ScheduleSpec(_Strict):
+    """An LR schedule, built from torch.optim.lr_scheduler (solver/schedules.py)."""
+
+    name: Literal["plateau", "constant", "cyclic", "cosine", "cosine_restarts", "onecycle", "step"] = "plateau"
+    interval: Literal["step", "epoch"] | None = None  # default: per batch for cyclic/onecycle, per epoch for the rest
+    warmup_steps: int = Field(0, ge=0)  # linear warmup (LinearLR) over this many optimizer steps ...
+    warmup_epochs: float = Field(0, ge=0)  # ... or epochs
+    warmup_start_factor: float = Field(0.01, gt=0, le=1)  # warmup starts at lr * this
+    min_lr: float = Field(1e-6, ge=0)  # plateau's floor; cosine's eta_min
+    # plateau (ReduceLROnPlateau)
+    monitor: Literal["metric", "loss"] = "metric"  # the competition metric or the validation loss
+    factor: float = Field(0.5, gt=0, lt=1)
+    patience: int = Field(2, ge=0)  # epochs without improvement before lr *= factor
+    # cyclic (CyclicLR between base_lr and the stage's lr)
+    mode: Literal["triangular", "triangular2", "exp_range"] = "triangular"  # triangular2: amplitude halves each cycle
+    base_lr: float | None = Field(None, gt=0)  # default: lr / 10
+    half_cycle_epochs: float = Field(2.0, gt=0)  # epochs from base_lr up to lr (step_size_up)
+    gamma: float = Field(0.9999, gt=0, le=1)  # exp_range: amplitude *= gamma every step
+    # onecycle (OneCycleLR up to the stage's lr over the whole stage)
+    pct_start: float = Field(0.3, gt=0, lt=1)
+    div_factor: float = Field(25.0, gt=1)
+    final_div_factor: float = Field(1e4, gt=1)
+    # cosine_restarts (CosineAnnealingWarmRestarts)
+    restart_epochs: float = Field(5, gt=0)  # first cycle length
+    restart_mult: int = Field(1, ge=1)  # each cycle is this many times longer
+    # step (StepLR)
+    step_epochs: float = Field(10, gt=0)
+    step_gamma: float = Field(0.1, gt=0, lt=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_first(cls, data: Any) -> Any:
+        # A bad name is the first thing to report, with the valid ones listed.
+        if isinstance(data, dict) and "name" in data and data["name"] not in SCHEDULES:
+            raise ValueError(f"unknown schedule '{data['name']}'; valid: {', '.join(SCHEDULES)}")
+        return data
+
+
+class StageSpec(_Strict):
+    """One stage of a curriculum; what it does not set comes from data/train."""
+
+    epochs: int = Field(gt=0)
+    image_size: int | None = Field(None, gt=0)  # pixels; default data.image_size
+    aug_p: float | tuple[float, float] = 1.0  # probability of the training augmentations, or [start, end] ramped over the stage
+    mixup_alpha: float | None = Field(None, ge=0)  # default train.mixup_alpha; 0 is off
+    cutmix_alpha: float | None = Field(None, ge=0)
+    lr: float | None = Field(None, gt=0)  # default train.lr
+    schedule: ScheduleSpec | None = None  # default train.schedule
+    continue_schedule: bool = False  # keep the previous stage's schedule running instead of restarting it
+
+    @model_validator(mode="after")
+    def _check_ramp(self) -> StageSpec:
+        ramp = self.aug_p if isinstance(self.aug_p, tuple) else (self.aug_p, self.aug_p)
+        if not all(0 <= p <= 1 for p in ramp):
+            raise ValueError(f"aug_p must be within [0, 1], got {self.aug_p}")
+        return self
+
+
 class TrainSpec(_Strict):
-    epochs: int = Field(20, gt=0)
+    epochs: int = Field(20, gt=0)  # with stages: their sum
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(1e-4, gt=0)  # per batch as configured (no implicit scaling by batch size)
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0)  # never applied to norms and biases
     momentum: float = Field(0.9, ge=0, lt=1)  # sgd only
     nesterov: bool = True  # sgd only
-    scheduler: Literal["plateau", "cosine", "constant"] = "plateau"
-    plateau_patience: int = Field(2, ge=0)  # epochs without improvement of the metric before lr *= factor
-    plateau_factor: float = Field(0.5, gt=0, lt=1)
-    min_lr: float = Field(1e-6, ge=0)
-    early_stopping_patience: int | None = Field(5, ge=1)  # epochs without improvement; None trains all epochs
+    schedule: ScheduleSpec = ScheduleSpec()
+    stages: list[StageSpec] | None = None  # a curriculum; None is one stage of `epochs`
+    mixup_alpha: float = Field(0.0, ge=0)  # x' = l*x_i + (1-l)*x_j, y' likewise, l ~ Beta(alpha, alpha); 0 is off
+    cutmix_alpha: float = Field(0.0, ge=0)  # with both > 0, each batch picks one (timm's Mixup)
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, off on the CPU
+    accumulation_steps: int = Field(1, ge=1)  # optimizer step every N batches
+    clip_grad_norm: float | None = Field(None, gt=0)
+    ema_decay: float | None = Field(None, gt=0, lt=1)  # an EMA of the weights (timm ModelEmaV3), evaluated alongside
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the model
+    early_stopping_patience: int | None = Field(5, ge=1)  # epochs without improvement (within a stage); None trains all
     seed: int = 42
     device: str = "auto"  # auto, cpu, cuda, cuda:1, mps
-    deterministic: bool = True  # same seed, same weights (on the CPU)
+    deterministic: bool = True  # same seed, same weights (bitwise on the CPU)
     folds: list[int] | None = None  # which folds to train; None trains all
+
+    @model_validator(mode="after")
+    def _check_stages(self) -> TrainSpec:
+        if self.stages:
+            total = sum(stage.epochs for stage in self.stages)
+            if "epochs" in self.model_fields_set and total != self.epochs:
+                raise ValueError(f"stages add up to {total} epochs but train.epochs is {self.epochs}; make them equal or drop train.epochs")
+            self.epochs = total
+        return self
+
+    def resolved_stages(self, image_size: int) -> list[StageSpec]:
+        """The curriculum with every default filled in (one stage when none is declared)."""
+        stages = self.stages or [StageSpec(epochs=self.epochs)]
+        return [
+            stage.model_copy(
+                update={
+                    "image_size": stage.image_size or image_size,
+                    "mixup_alpha": self.mixup_alpha if stage.mixup_alpha is None else stage.mixup_alpha,
+                    "cutmix_alpha": self.cutmix_alpha if stage.cutmix_alpha is None else stage.cutmix_alpha,
+                    "lr": stage.lr or self.lr,
+                    "schedule": stage.schedule or self.schedule,
+                }
+            )
+            for stage in stages
+        ]
 
 
 class ExperimentConfig(_Strict):
@@ -142,6 +244,13 @@ class ExperimentConfig(_Strict):
     data: DataSpec = DataSpec()
     augment: AugmentSpec = AugmentSpec()
     train: TrainSpec = TrainSpec()
+
+    @model_validator(mode="after")
+    def _check_mixup_batch(self) -> ExperimentConfig:
+        stages = self.train.resolved_stages(self.data.image_size)
+        if any(s.mixup_alpha or s.cutmix_alpha for s in stages) and self.data.batch_size % 2:
+            raise ValueError(f"MixUp/CutMix pairs each batch with its reverse: data.batch_size must be even, got {self.data.batch_size}")
+        return self
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,21 +53,43 @@ def load_images(paths: Sequence[Path], desc: str) -> list[np.ndarray]:
 class ImageDataset(Dataset):
     """Images from paths (or pre-decoded arrays), their targets, and an albumentations transform."""
 
-    def __init__(self, paths: Sequence[Path], targets: np.ndarray | None, transform: A.Compose, images: list[np.ndarray] | None = None):
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        targets: np.ndarray | None,
+        transform: A.Compose,
+        images: list[np.ndarray] | None = None,
+        channels: int | None = None,
+    ):
         self.paths = list(paths)
         self.targets = targets
         self.transform = transform
         self.images = images
+        self.channels = channels  # every image must have this many (the model's in_chans)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
         image = self.images[i] if self.images is not None else read_image(self.paths[i])
+        if self.channels is not None and image.shape[2] != self.channels:
+            raise SolverError(
+                f"image {self.paths[i]} has {image.shape[2]} channel(s), the others {self.channels}; convert the images to one channel count"
+            )
         x = self.transform(image=image)["image"]
         if self.targets is None:
             return x, torch.tensor(-1)
         return x, torch.as_tensor(self.targets[i])
+
+
+def seed_transform(transform: A.Compose, seed: int) -> A.Compose:
+    """Seed a pipeline with ONE shared random stream.
+
+    Compose.set_random_seed(s) gives every child transform its own generator started from s, so all of
+    them draw the same numbers (two flips at p=0.5 would always fire together); share one instead.
+    """
+    transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
+    return transform
 
 
 def build_augmentations(specs: list[dict], source: str = "augment.train") -> list[A.BasicTransform]:
@@ -100,8 +123,14 @@ def normalization(cfg: ExperimentConfig, in_chans: int, model_mean, model_std) -
     return mean, std
 
 
-def build_transform(cfg: ExperimentConfig, mean: list[float], std: list[float], train: bool) -> A.Compose:
-    """Resize -> (training augmentations) -> normalize -> tensor. Evaluation gets no augmentation."""
-    size = cfg.data.image_size
-    augs = build_augmentations(cfg.augment.train) if train else []
-    return A.Compose([A.Resize(size, size), *augs, A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()])
+def build_transform(
+    cfg: ExperimentConfig, mean: list[float], std: list[float], train: bool, image_size: int | None = None, aug_p: float = 1.0
+) -> A.Compose:
+    """Resize -> training augmentations (applied together with probability aug_p) -> normalize -> tensor.
+
+    Evaluation gets no augmentation. image_size defaults to data.image_size (a curriculum stage sets its own).
+    """
+    size = image_size or cfg.data.image_size
+    augs = build_augmentations(cfg.augment.train) if train and aug_p > 0 else []
+    group = [A.Sequential(augs, p=aug_p)] if augs else []
+    return A.Compose([A.Resize(size, size), *group, A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()])

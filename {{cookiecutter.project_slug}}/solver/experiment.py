@@ -11,6 +11,8 @@ Layout of runs/<comp>/<exp>/:
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 import subprocess
 import time
@@ -23,13 +25,21 @@ import torch
 import yaml
 
 from solver.atomic import promote_dir, write_csv, write_json, write_yaml
-from solver.competition import Competition
+from solver.competition import Competition, read_csv
 from solver.config import ExperimentConfig, load_experiment_config
-from solver.data import ImageDataset, build_transform, check_images_exist, load_images, normalization, read_image
+from solver.curriculum import check_schedules, lr_plan, steps_per_epoch
+from solver.data import ImageDataset, build_transform, check_images_exist, load_images, normalization, read_image, seed_transform
 from solver.errors import SolverError
 from solver.folds import load_folds
 from solver.models import create_model
-from solver.trainer import fit, make_loader, predict, resolve_device, seed_everything
+from solver.plots import plot_plan
+from solver.submission import check_submission_format
+from solver.trainer import Trainer, fit, make_loader, predict, resolve_device, seed_everything
+
+
+def folds_hash(comp: Competition) -> str:
+    """Identifies the folds file a fold was trained with: OOF from different folds files do not mix."""
+    return hashlib.sha256(comp.folds_path.read_bytes()).hexdigest()[:16] if comp.folds_path.is_file() else "none"
 
 
 def git_sha(root: Path) -> str:
@@ -85,6 +95,7 @@ class Experiment:
             "classes": self.comp.classes,
             "mean": self.mean,
             "std": self.std,
+            "folds_hash": folds_hash(self.comp),
             "config": self.cfg.model_dump(mode="json"),
         }
 
@@ -93,7 +104,7 @@ def load_experiment(root: Path, comp_name: str, exp_name: str, overrides=(), loa
     comp = Competition.load(root, comp_name)
     cfg = load_experiment_config(comp.experiment_path(exp_name), overrides)
     train_df, test_df = comp.read_train(), comp.read_test()
-    comp.read_sample_submission()  # fail now, not after hours of training
+    check_submission_format(comp)  # fail now, not after hours of training
     y = comp.encode_targets(train_df)
     folds = load_folds(comp)
     id_col = comp.cfg.id_column
@@ -114,6 +125,7 @@ def load_experiment(root: Path, comp_name: str, exp_name: str, overrides=(), loa
     model_cfg = create_model(cfg.model, comp.num_classes, in_chans, root).pretrained_cfg  # also checks the model name and weights
     mean, std = normalization(cfg, in_chans, model_cfg.get("mean", (0.5,)), model_cfg.get("std", (0.25,)))
     build_transform(cfg, mean, std, train=True)  # an unknown augmentation fails before training
+    check_schedules(cfg, int((folds != 0).sum()), comp.metric.greater_is_better)  # so does a bad schedule
     return Experiment(
         comp, exp_name, cfg, tuple(overrides), train_df, test_df, y, folds, train_paths, test_paths, in_chans, mean, std, train_images, test_images
     )
@@ -123,16 +135,26 @@ def _subset(items, mask):
     return None if items is None else [item for item, keep in zip(items, mask) if keep]
 
 
-def _fold_datasets(exp: Experiment, k: int, seed: int):
+def _fold_datasets(exp: Experiment, k: int):
+    """Training, validation and test datasets of fold k; the caller sets their transforms."""
     train_mask, valid_mask = exp.folds != k, exp.folds == k
-    train_tf = build_transform(exp.cfg, exp.mean, exp.std, train=True)
-    train_tf.set_random_seed(seed)
     eval_tf = build_transform(exp.cfg, exp.mean, exp.std, train=False)
     paths = np.array(exp.train_paths, dtype=object)
-    train_ds = ImageDataset(paths[train_mask], exp.y[train_mask], train_tf, _subset(exp.train_images, train_mask))
-    valid_ds = ImageDataset(paths[valid_mask], exp.y[valid_mask], eval_tf, _subset(exp.train_images, valid_mask))
-    test_ds = ImageDataset(exp.test_paths, None, eval_tf, exp.test_images)
+    train_ds = ImageDataset(paths[train_mask], exp.y[train_mask], eval_tf, _subset(exp.train_images, train_mask), exp.in_chans)
+    valid_ds = ImageDataset(paths[valid_mask], exp.y[valid_mask], eval_tf, _subset(exp.train_images, valid_mask), exp.in_chans)
+    test_ds = ImageDataset(exp.test_paths, None, eval_tf, exp.test_images, exp.in_chans)
     return train_ds, valid_ds, test_ds, valid_mask
+
+
+def _train_transform(exp: Experiment):
+    def make(image_size: int, aug_p: float, seed: int):
+        return seed_transform(build_transform(exp.cfg, exp.mean, exp.std, train=True, image_size=image_size, aug_p=aug_p), seed)
+
+    return make
+
+
+def _eval_transform(exp: Experiment):
+    return lambda image_size: build_transform(exp.cfg, exp.mean, exp.std, train=False, image_size=image_size)
 
 
 def _prediction_frame(ids, probs: np.ndarray, classes: list[str], id_col: str, fold: int | None = None) -> pd.DataFrame:
@@ -146,10 +168,11 @@ def _prediction_frame(ids, probs: np.ndarray, classes: list[str], id_col: str, f
 def _predict_fold(exp: Experiment, k: int, model: torch.nn.Module, device: torch.device, out_dir: Path) -> None:
     """Write the fold's OOF and test probabilities from its best checkpoint."""
     cfg = exp.cfg
-    _, valid_ds, test_ds, valid_mask = _fold_datasets(exp, k, cfg.train.seed + k)
+    _, valid_ds, test_ds, valid_mask = _fold_datasets(exp, k)
     state = torch.load(out_dir / "best.pt", map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
     model.to(device)
+    valid_ds.transform = test_ds.transform = _eval_transform(exp)(state["meta"].get("image_size", cfg.data.image_size))
     id_col, task = exp.comp.cfg.id_column, exp.comp.cfg.task
     loader_args = dict(batch_size=cfg.data.batch_size * 2, shuffle=False, num_workers=cfg.data.num_workers, seed=0, device=device)
     oof, _ = predict(model, make_loader(valid_ds, **loader_args), device, task, desc=f"fold {k} oof")
@@ -162,40 +185,121 @@ def _new_model(exp: Experiment) -> torch.nn.Module:
     return create_model(exp.cfg.model, exp.comp.num_classes, exp.in_chans, exp.comp.root)
 
 
-def train_fold(exp: Experiment, k: int) -> dict:
+# Settings that change where or how fast a fold trains, not what it learns: folds may differ in them.
+RUNTIME_KEYS = {"train.folds", "train.device", "data.num_workers"}
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def comparable(resolved: dict) -> dict:
+    """What must be equal for two folds' predictions to form one CV: config, classes, folds file, channels."""
+    flat = {k: v for k, v in _flatten(resolved["config"]).items() if k not in RUNTIME_KEYS}
+    for key in ("classes", "folds_hash", "in_chans"):
+        flat[key] = resolved.get(key)
+    return flat
+
+
+def config_difference(a: dict, b: dict, a_name: str = "now", b_name: str = "there") -> str | None:
+    """ "train.lr 0.01 (now) vs 0.003 (there), and 2 more", or None when a and b are comparable."""
+    a, b = comparable(a), comparable(b)
+    differ = sorted(key for key in a.keys() | b.keys() if a.get(key) != b.get(key))
+    if not differ:
+        return None
+    more = f", and {len(differ) - 1} more" if len(differ) > 1 else ""
+    return f"{differ[0]} {a.get(differ[0])!r} ({a_name}) vs {b.get(differ[0])!r} ({b_name}){more}"
+
+
+def read_fold_config(folder: Path) -> dict:
+    return yaml.safe_load((folder / "config.yaml").read_text())
+
+
+def _resumable(partial: Path, resolved: dict) -> bool:
+    """A fold folder left by a killed run of the same config, with a checkpoint to continue from."""
+    if not (partial / "last.pt").is_file() or not (partial / "config.yaml").is_file():
+        return False
+    return config_difference(resolved, read_fold_config(partial)) is None
+
+
+def check_finished_folds(exp: Experiment, training: list[int]) -> None:
+    """Before training: a finished fold that will not be retrained must match the config, or the CV mixes two models."""
+    current = exp.resolved_config()
+    for k in range(exp.n_folds):
+        if k in training or not (exp.fold_dir(k) / "config.yaml").is_file():
+            continue
+        difference = config_difference(current, read_fold_config(exp.fold_dir(k)))
+        if difference:
+            raise SolverError(
+                f"{exp.fold_dir(k)} finished with another config ({difference}); train all folds (no --fold / FOLD=) "
+                f"to replace them, or give the new config its own experiment name"
+            )
+
+
+def _restore_interrupted_promotion(exp: Experiment, k: int) -> None:
+    """promote_dir() died between its two renames: the previous finished fold is in fold<k>.old."""
+    old = exp.fold_dir(k).with_name(f"fold{k}.old")
+    if old.is_dir() and not exp.fold_dir(k).exists():
+        os.replace(old, exp.fold_dir(k))
+
+
+AGGREGATES = ("oof.csv", "test.csv", "score.json", "config.yaml", "submission.csv")
+
+
+def _drop_aggregates(exp: Experiment) -> None:
+    """A fold was replaced: the experiment's joined predictions and score describe models that are gone."""
+    for name in AGGREGATES:
+        (exp.dir / name).unlink(missing_ok=True)
+
+
+def train_fold(exp: Experiment, k: int, fresh: bool = False) -> dict:
     cfg, comp = exp.cfg, exp.comp
     if k not in range(exp.n_folds):
         raise SolverError(f"fold {k} does not exist; {comp.name} has folds 0..{exp.n_folds - 1}")
     device = resolve_device(cfg.train.device)
     seed = cfg.train.seed + k
     seed_everything(seed, cfg.train.deterministic)
+    _restore_interrupted_promotion(exp, k)
     partial = exp.fold_dir(k).with_name(f"fold{k}.partial")
-    if partial.exists():
-        shutil.rmtree(partial)  # a run that died earlier; it never became a finished fold
-    partial.mkdir(parents=True)
-    write_yaml(exp.resolved_config(fold=k), partial / "config.yaml")
-    train_ds, valid_ds, _, valid_mask = _fold_datasets(exp, k, seed)
+    resolved = exp.resolved_config(fold=k)
+    if partial.exists() and (fresh or not _resumable(partial, resolved)):
+        shutil.rmtree(partial)  # a run that died earlier with another config; it never became a finished fold
+    partial.mkdir(parents=True, exist_ok=True)
+    write_yaml(resolved, partial / "config.yaml")
+    train_ds, valid_ds, _, valid_mask = _fold_datasets(exp, k)
     model = _new_model(exp)
     meta = {"model": cfg.model.name, "num_classes": comp.num_classes, "in_chans": exp.in_chans, "fold": k}
-    train_loader = make_loader(train_ds, cfg.data.batch_size, True, cfg.data.num_workers, seed, device)
-    valid_loader = make_loader(valid_ds, cfg.data.batch_size * 2, False, cfg.data.num_workers, seed, device)
-    result = fit(model, train_loader, valid_loader, exp.y[valid_mask], cfg, comp.metric, comp.cfg.task, partial, device, meta, desc=f"fold {k}")
-    _predict_fold(exp, k, model, device, partial)
+    trainer = Trainer(model, cfg, comp.metric, comp.cfg.task, comp.num_classes, device, len(train_ds))
+    result = fit(trainer, train_ds, valid_ds, exp.y[valid_mask], _train_transform(exp), _eval_transform(exp), partial, meta, seed, desc=f"fold {k}")
+    _predict_fold(exp, k, _new_model(exp), device, partial)
+    _drop_aggregates(exp)
     promote_dir(partial, exp.fold_dir(k))
     return result
 
 
-def train_experiment(root: Path, comp_name: str, exp_name: str, folds: list[int] | None = None, overrides=()) -> dict | None:
+def train_experiment(root: Path, comp_name: str, exp_name: str, folds: list[int] | None = None, overrides=(), fresh: bool = False) -> dict | None:
     exp = load_experiment(root, comp_name, exp_name, overrides)
     folds = folds if folds is not None else exp.cfg.train.folds
     folds = list(range(exp.n_folds)) if folds is None else folds
+    unknown = [k for k in folds if k not in range(exp.n_folds)]
+    if unknown:
+        raise SolverError(f"fold {unknown[0]} does not exist; {comp_name} has folds 0..{exp.n_folds - 1}")
+    for k in range(exp.n_folds):
+        _restore_interrupted_promotion(exp, k)
+    check_finished_folds(exp, folds)
     print(
         f"{comp_name}/{exp_name}: {exp.cfg.model.name}, {len(exp.train_df)} train / {len(exp.test_df)} test images, "
         f"{exp.in_chans} channel(s), {exp.comp.num_classes} classes, folds {folds}"
     )
     for k in folds:
         start = time.perf_counter()
-        result = train_fold(exp, k)
+        result = train_fold(exp, k, fresh)
         print(f"fold {k}: best {exp.comp.metric.name} {result['score']:.4f} at epoch {result['epoch']} ({time.perf_counter() - start:.0f}s)")
     return aggregate(exp)
 
@@ -207,7 +311,11 @@ def predict_experiment(root: Path, comp_name: str, exp_name: str, overrides=()) 
     done = [k for k in range(exp.n_folds) if (exp.fold_dir(k) / "best.pt").is_file()]
     if not done:
         raise SolverError(f"{exp.dir}: no fold has a checkpoint (fold<k>/best.pt); run `make train COMP={comp_name} EXP={exp_name}` first")
+    current = exp.resolved_config()
     for k in done:
+        difference = config_difference(current, read_fold_config(exp.fold_dir(k)))
+        if difference:
+            raise SolverError(f"{exp.fold_dir(k)} was trained with another config ({difference}); predict with the config it was trained with")
         _predict_fold(exp, k, _new_model(exp), device, exp.fold_dir(k))
         print(f"fold {k}: predictions written to {exp.fold_dir(k)}")
     return aggregate(exp)
@@ -221,12 +329,22 @@ def aggregate(exp: Experiment) -> dict | None:
         print(f"{exp.dir}: {len(done)}/{exp.n_folds} folds finished; OOF, test predictions and CV are written when all are")
         return None
     check_same_config(exp)
-    oof = pd.concat([pd.read_csv(exp.fold_dir(k) / "oof.csv", dtype={id_col: str}) for k in done])
-    oof = oof.set_index(id_col).loc[exp.train_df[id_col]].reset_index()
-    probs = oof[comp.classes].to_numpy()
+    train_ids, test_ids = exp.train_df[id_col], exp.test_df[id_col]
+    oof = pd.concat([read_csv(exp.fold_dir(k) / "oof.csv", "fold predictions") for k in done])
+    if set(oof[id_col]) != set(train_ids) or len(oof) != len(train_ids):
+        raise SolverError(f"{exp.dir}: the folds' oof.csv files do not cover train.csv exactly once; retrain (the folds file changed?)")
+    oof = oof.set_index(id_col).loc[train_ids].reset_index()
+    if (oof["fold"].astype(int).to_numpy() != exp.folds).any():
+        raise SolverError(f"{exp.dir}: OOF rows were predicted by other folds than {comp.folds_path} assigns; retrain")
+    probs = oof[comp.classes].to_numpy(dtype=float)
     fold_scores = [comp.metric(exp.y[exp.folds == k], probs[exp.folds == k]) for k in done]
-    tests = [pd.read_csv(exp.fold_dir(k) / "test.csv", dtype={id_col: str}) for k in done]
-    test_probs = np.mean([t[comp.classes].to_numpy() for t in tests], axis=0)
+    tests = []
+    for k in done:
+        test = read_csv(exp.fold_dir(k) / "test.csv", "fold predictions")
+        if set(test[id_col]) != set(test_ids):
+            raise SolverError(f"{exp.fold_dir(k) / 'test.csv'} has other ids than test.csv; run `make predict` to predict the current test set")
+        tests.append(test.set_index(id_col).loc[test_ids, comp.classes].to_numpy(dtype=float))  # align by id, not row
+    test_probs = np.mean(tests, axis=0)
     test = _prediction_frame(exp.test_df[id_col], test_probs, comp.classes, id_col)
     score = {
         "source": exp.name,
@@ -249,29 +367,30 @@ def aggregate(exp: Experiment) -> dict | None:
     return score
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in d.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def check_same_config(exp: Experiment) -> None:
     """OOF of folds trained with different settings is no CV score: refuse to join them."""
-    configs = [_flatten(yaml.safe_load((exp.fold_dir(k) / "config.yaml").read_text())["config"]) for k in range(exp.n_folds)]
-    for k, cfg in enumerate(configs[1:], start=1):
-        differ = [key for key in configs[0].keys() | cfg.keys() if configs[0].get(key) != cfg.get(key)]
-        if differ:
-            key = sorted(differ)[0]
-            raise SolverError(
-                f"{exp.dir}: fold{k} was trained with another config than fold0: {key} {cfg.get(key)!r} vs {configs[0].get(key)!r}"
-                f"{f' (and {len(differ) - 1} more)' if len(differ) > 1 else ''}; retrain the folds with one config"
-            )
+    first = read_fold_config(exp.fold_dir(0))
+    for k in range(1, exp.n_folds):
+        difference = config_difference(first, read_fold_config(exp.fold_dir(k)), "fold0", f"fold{k}")
+        if difference:
+            raise SolverError(f"{exp.dir}: fold{k} was trained with another config than fold0: {difference}; retrain the folds with one config")
 
 
 def score_holdout(comp: Competition, test_df: pd.DataFrame, test_probs: np.ndarray) -> float | None:
     answers = comp.read_holdout(test_df)
     return None if answers is None else comp.metric(answers, test_probs)
+
+
+def write_plan(root: Path, comp_name: str, exp_name: str, overrides=()) -> tuple[Path, Path, pd.DataFrame]:
+    """The per-step plan of fold 0 (folds differ by a few samples) as CSV and PNG, without training."""
+    comp = Competition.load(root, comp_name)
+    cfg = load_experiment_config(comp.experiment_path(exp_name), overrides)
+    n_train = int((load_folds(comp) != 0).sum())
+    n_steps = steps_per_epoch(n_train, cfg.data.batch_size, cfg.train.accumulation_steps)
+    plan = lr_plan(cfg, n_steps, comp.metric.greater_is_better)
+    out = comp.runs_dir / exp_name
+    csv_path = write_csv(plan, out / "plan.csv")
+    plateau = any(stage.schedule.name == "plateau" for stage in cfg.train.resolved_stages(cfg.data.image_size))
+    note = " (plateau: reductions depend on validation, not shown)" if plateau else ""
+    png_path = plot_plan(plan, out / "plan.png", f"{comp_name}/{exp_name}: {n_steps} steps per epoch{note}")
+    return csv_path, png_path, plan

@@ -13,7 +13,7 @@ from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, StratifiedKFold
 
 from solver.atomic import write_csv
-from solver.competition import Competition
+from solver.competition import Competition, read_csv
 from solver.errors import SolverError
 
 
@@ -60,7 +60,7 @@ def load_folds(comp: Competition, create: bool = True) -> np.ndarray:
             raise SolverError(f"{path} not found; run `make folds COMP={comp.name}` first")
         write_csv(make_folds(comp), path)
         print(f"folds: wrote {path} ({comp.cfg.n_folds} folds, seed {comp.cfg.fold_seed})")
-    folds = pd.read_csv(path, dtype={id_col: str})
+    folds = read_csv(path, "folds file")
     if id_col not in folds.columns or "fold" not in folds.columns:
         raise SolverError(f"{path}: expected columns '{id_col}' and 'fold'; delete it to make it again")
     by_id = folds.set_index(id_col)["fold"]
@@ -70,9 +70,9 @@ def load_folds(comp: Competition, create: bool = True) -> np.ndarray:
             f"{path} was made for a different train.csv ({int(missing.sum())} train ids not in it, "
             f"{len(by_id)} rows vs {len(train)}); delete it to make it again (every experiment's OOF depends on it)"
         )
-    n = by_id.nunique()
+    n = by_id.nunique()  # fold numbers are text here, as every column read by read_csv
     if n != comp.cfg.n_folds:
         raise SolverError(
             f"{path} has {n} folds but {comp.folder / 'competition.yaml'} says n_folds={comp.cfg.n_folds}; delete the file or fix n_folds"
         )
-    return by_id.loc[train[id_col]].to_numpy()
+    return by_id.loc[train[id_col]].astype(int).to_numpy()

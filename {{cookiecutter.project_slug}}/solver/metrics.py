@@ -8,7 +8,6 @@ Label-based metrics threshold multilabel probabilities at 0.5 and take the argma
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from sklearn import metrics as skm
 
+from solver.custom import load_function
 from solver.errors import SolverError, did_you_mean
 
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
@@ -92,26 +92,9 @@ METRICS = _build_registry()
 
 def load_custom_metric(spec: str, folder: Path, greater_is_better: bool | None) -> Metric:
     """'metric.py:score' -> the function `score` defined in <folder>/metric.py."""
-    file_name, _, func_name = spec.partition(":")
-    path = Path(folder) / file_name
-    if not path.is_file():
-        raise SolverError(f"metric '{spec}': {path} not found; write it in the competition folder")
     if greater_is_better is None:
-        raise SolverError(f"metric '{spec}': set greater_is_better: true or false in {folder / 'competition.yaml'}")
-    module = load_module(path)
-    fn = getattr(module, func_name or "score", None)
-    if not callable(fn):
-        raise SolverError(f"metric '{spec}': {path} defines no function '{func_name or 'score'}'; write score(y_true, y_prob) -> float")
-    return Metric(spec, fn, greater_is_better)
-
-
-def load_module(path: Path):
-    """Import a Python file from a competition folder (competition folders are not packages)."""
-    name = f"competition_code_{abs(hash(str(path.resolve())))}"
-    module_spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module
+        raise SolverError(f"metric '{spec}': set greater_is_better: true or false in {Path(folder) / 'competition.yaml'}")
+    return Metric(spec, load_function(spec, folder, "score", "metric", "(y_true, y_prob) -> float"), greater_is_better)
 
 
 def get_metric(name: str, task: str, folder: Path | None = None, greater_is_better: bool | None = None) -> Metric:

@@ -13,23 +13,24 @@ import pandas as pd
 
 from solver.atomic import write_csv
 from solver.competition import Competition, read_csv
+from solver.custom import load_function
 from solver.errors import SolverError
-from solver.metrics import load_module
 
 
 def build_submission(comp: Competition, test_probs: pd.DataFrame, sample: pd.DataFrame) -> pd.DataFrame:
     """Rows in sample_submission's order, columns in the competition's format."""
     id_col, classes, spec = comp.cfg.id_column, comp.classes, comp.cfg.submission
     if spec.function:
-        file_name, _, func_name = spec.function.partition(":")
-        module = load_module(comp.folder / file_name)
-        return getattr(module, func_name or "make_submission")(test_probs, classes, sample)
+        make = load_function(
+            spec.function, comp.folder, "make_submission", "submission.function", "(test_probs, classes, sample_submission) -> DataFrame"
+        )
+        return make(test_probs, classes, sample)
     missing = sorted(set(sample[id_col]) - set(test_probs[id_col]))
     if missing:
         raise SolverError(f"test predictions lack {len(missing)} id(s) of the sample submission, e.g. {missing[0]!r}; is test.csv the competition's?")
     probs = test_probs.set_index(id_col).loc[sample[id_col], classes].to_numpy()
     sub = pd.DataFrame({id_col: sample[id_col].to_numpy()})
-    column = spec.column or (comp.cfg.target if isinstance(comp.cfg.target, str) else None)
+    column = prediction_column(comp, sample)
     fmt = comp.cfg.submission_format
     if fmt == "label":
         sub[column] = np.asarray(classes, dtype=object)[probs.argmax(1)]
@@ -42,7 +43,20 @@ def build_submission(comp: Competition, test_probs: pd.DataFrame, sample: pd.Dat
     else:  # binary_columns
         for j, c in enumerate(classes):
             sub[c] = (probs[:, j] > spec.threshold).astype(int)
+    if set(sub.columns) == set(sample.columns):
+        sub = sub[list(sample.columns)]  # the sample's column order (Class_1, Class_2, ... Class_10)
     return sub
+
+
+def prediction_column(comp: Competition, sample: pd.DataFrame) -> str | None:
+    """The column of label/labels formats: submission.column, else the target column if the sample has it,
+    else the sample's only non-id column (Human Protein Atlas: train 'Target', submission 'Predicted')."""
+    if comp.cfg.submission.column:
+        return comp.cfg.submission.column
+    if isinstance(comp.cfg.target, str) and comp.cfg.target in sample.columns:
+        return comp.cfg.target
+    others = [c for c in sample.columns if c != comp.cfg.id_column]
+    return others[0] if len(others) == 1 else None
 
 
 def submission_problems(sub: pd.DataFrame, sample: pd.DataFrame, comp: Competition) -> list[str]:
@@ -71,7 +85,7 @@ def submission_problems(sub: pd.DataFrame, sample: pd.DataFrame, comp: Competiti
 
 def _label_problems(sub: pd.DataFrame, comp: Competition) -> list[str]:
     fmt, classes = comp.cfg.submission_format, set(comp.classes)
-    column = comp.cfg.submission.column or (comp.cfg.target if isinstance(comp.cfg.target, str) else None)
+    column = prediction_column(comp, sub)
     if fmt in ("label", "labels") and column in sub.columns:
         values = sub[column].fillna("").astype(str)
         tokens = values.str.split() if fmt == "labels" else values.map(lambda v: [v])
@@ -96,6 +110,23 @@ def validate_submission(sub: pd.DataFrame, sample: pd.DataFrame, comp: Competiti
     if problems:
         sample_path = comp.data_dir / comp.cfg.sample_submission
         raise SolverError(f"submission refused, nothing written (checked against {sample_path}):\n  - " + "\n  - ".join(problems))
+
+
+def check_submission_format(comp: Competition) -> None:
+    """Before training: would predictions of this competition make a valid submission? (uniform dummy probabilities)"""
+    sample = comp.read_sample_submission()
+    fmt = comp.cfg.submission_format
+    if not comp.cfg.submission.function and fmt in ("label", "labels") and prediction_column(comp, sample) is None:
+        raise SolverError(
+            f"{comp.folder / 'competition.yaml'}: submission format '{fmt}' needs a column; set submission.column "
+            f"to one of {[c for c in sample.columns if c != comp.cfg.id_column]}"
+        )
+    dummy = pd.DataFrame(np.full((len(sample), comp.num_classes), 1 / comp.num_classes), columns=comp.classes)
+    dummy.insert(0, comp.cfg.id_column, sample[comp.cfg.id_column].to_numpy())
+    try:
+        validate_submission(build_submission(comp, dummy, sample), sample, comp)
+    except SolverError as err:
+        raise SolverError(f"the submission format of {comp.name} does not fit its sample submission: {err}") from None
 
 
 def make_submission(comp: Competition, source_dir: Path, out_path: Path | None = None) -> Path:

@@ -1,7 +1,12 @@
 """The training loop of one fold, readable in one sitting.
 
-fit() trains with early stopping on the competition metric, writes best.pt / last.pt (atomically),
-metrics.csv and TensorBoard logs into the fold's folder, and returns the best score.
+fit() walks the curriculum epoch by epoch (image size, augmentation probability, MixUp, LR schedule),
+evaluates the model (and its EMA) on the fold's validation part, keeps best.pt by the competition metric
+and last.pt with everything needed to resume, and logs metrics.csv, TensorBoard and a PNG of the curves.
+
+Resume is exact: every random stream (weights init aside) is re-derived from (seed, epoch) at the start of
+each epoch, and last.pt holds model, optimizer, schedule, EMA, AMP scaler and loop state at the end of an
+epoch; a run killed mid-epoch repeats that epoch and ends with the same weights as an unkilled run.
 """
 
 from __future__ import annotations
@@ -10,20 +15,27 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from timm.data import Mixup
+from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from solver.atomic import save_torch, write_csv
 from solver.config import ExperimentConfig
+from solver.curriculum import EpochPlan, make_schedule, plan_stages, steps_per_epoch
+from solver.data import seed_transform
 from solver.errors import SolverError
 from solver.metrics import Metric
-from solver.optim import create_optimizer, create_scheduler, step_scheduler
+from solver.optim import create_optimizer
+from solver.plots import plot_learning_curves
 
 
 def resolve_device(name: str) -> torch.device:
@@ -37,7 +49,7 @@ def resolve_device(name: str) -> torch.device:
 
 def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -45,11 +57,25 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of every random stream of one epoch (augmentations, data order, MixUp, dropout)."""
+    return seed * 10_007 + epoch
+
+
+def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
+    if setting == "off" or (setting == "auto" and device.type != "cuda"):
+        return None
+    if setting == "fp16":
+        return torch.float16
+    if setting == "auto" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
 def _seed_worker_augmentations(_worker_id: int) -> None:
     # Each worker holds a copy of the albumentations Compose with the same internal RNG; give each its own
     # stream, derived from torch's per-worker seed (itself derived from the loader's seeded generator).
-    dataset = get_worker_info().dataset
-    dataset.transform.set_random_seed(torch.initial_seed() % 2**32)
+    seed_transform(get_worker_info().dataset.transform, torch.initial_seed() % 2**32)
 
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int, seed: int, device: torch.device) -> DataLoader:
@@ -60,7 +86,6 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: i
         shuffle=shuffle,
         drop_last=shuffle and len(dataset) > batch_size,  # a batch of 1 breaks BatchNorm
         num_workers=num_workers,
-        persistent_workers=num_workers > 0,
         pin_memory=device.type == "cuda",
         worker_init_fn=_seed_worker_augmentations if num_workers > 0 else None,
         generator=generator,
@@ -68,6 +93,7 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: i
 
 
 def loss_function(task: str) -> torch.nn.Module:
+    # Both take soft targets too (MixUp): class probabilities for CE, label probabilities for BCE.
     return torch.nn.CrossEntropyLoss() if task == "multiclass" else torch.nn.BCEWithLogitsLoss()
 
 
@@ -75,31 +101,20 @@ def to_probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
     return logits.softmax(1) if task == "multiclass" else logits.sigmoid()
 
 
-def train_one_epoch(model, loader, loss_fn, optimizer, device, desc: str) -> float:
-    model.train()
-    total, count = 0.0, 0
-    progress = tqdm(loader, desc=desc, leave=False, mininterval=1)
-    for x, y in progress:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        loss = loss_fn(model(x), y)
-        if not torch.isfinite(loss):
-            raise SolverError(f"{desc}: the training loss became {loss.item()}; lower train.lr or check the data")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += loss.item() * len(x)
-        count += len(x)
-        progress.set_postfix(loss=f"{total / count:.4f}", refresh=False)
-    return total / max(count, 1)
+def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 @torch.no_grad()
-def predict(model, loader, device, task: str, loss_fn=None, desc: str = "predict") -> tuple[np.ndarray, float]:
+def predict(model, loader, device, task: str, loss_fn=None, desc: str = "predict", amp: torch.dtype | None = None, channels_last: bool = False):
     """Probabilities for every sample of the loader (in order), and the mean loss when targets are known."""
     model.eval()
     probs, total, count = [], 0.0, 0
+    autocast = torch.autocast(device.type, dtype=amp) if amp else nullcontext()
     for x, y in tqdm(loader, desc=desc, leave=False, mininterval=1):
-        logits = model(x.to(device, non_blocking=True)).float()
+        with autocast:
+            logits = model(_to_device(x, device, channels_last)).float()
         probs.append(to_probabilities(logits, task).cpu())
         if loss_fn is not None:
             total += loss_fn(logits, y.to(device)).item() * len(x)
@@ -107,63 +122,205 @@ def predict(model, loader, device, task: str, loss_fn=None, desc: str = "predict
     return torch.cat(probs).numpy(), (total / count if count else math.nan)
 
 
+def make_mixup(mixup_alpha: float, cutmix_alpha: float, num_classes: int, task: str) -> Mixup | None:
+    """timm's Mixup: x' = l*x_i + (1-l)*x_j and y' = l*y_i + (1-l)*y_j with j the batch reversed, l ~ Beta(alpha, alpha);
+    soft class targets for multiclass, mixed 0/1 vectors for multilabel; CutMix pastes a box instead."""
+    if mixup_alpha <= 0 and cutmix_alpha <= 0:
+        return None
+    return Mixup(
+        mixup_alpha=mixup_alpha,
+        cutmix_alpha=cutmix_alpha,
+        label_smoothing=0.0,
+        num_classes=num_classes,
+        multi_label=task == "multilabel",
+    )
+
+
+class Trainer:
+    """State of one fold's training: what last.pt saves and resume restores."""
+
+    def __init__(self, model, cfg: ExperimentConfig, metric: Metric, task: str, num_classes: int, device: torch.device, n_train: int):
+        spec = cfg.train
+        self.cfg, self.metric, self.task, self.device = cfg, metric, task, device
+        self.model = model.to(device)
+        if spec.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.forward = torch.compile(self.model) if spec.compile else self.model
+        self.optimizer = create_optimizer(self.model, spec)
+        self.amp = amp_dtype(spec.amp, device)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == torch.float16)
+        self.ema = ModelEmaV3(self.model, decay=spec.ema_decay) if spec.ema_decay else None
+        self.loss_fn = loss_function(task)
+        self.num_classes = num_classes
+        self.epochs, self.segments = plan_stages(cfg)
+        self.n_steps = steps_per_epoch(n_train, cfg.data.batch_size, spec.accumulation_steps)
+        self.schedule = None
+        self.history: list[dict] = []
+        self.best: float | None = None
+        self.best_epoch = 0
+        self.stale = 0
+        self.next_epoch = 1  # the first epoch not yet finished
+        self.skip_to_stage = -1  # early stopping ends the current stage
+        self.optimizer_steps = 0
+
+    # --- state ---------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict() if self.schedule else None,
+            "ema": self.ema.module.state_dict() if self.ema else None,
+            "scaler": self.scaler.state_dict(),
+            "loop": {
+                "history": self.history,
+                "best": self.best,
+                "best_epoch": self.best_epoch,
+                "stale": self.stale,
+                "next_epoch": self.next_epoch,
+                "skip_to_stage": self.skip_to_stage,
+                "optimizer_steps": self.optimizer_steps,
+            },
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.ema and state["ema"] is not None:
+            self.ema.module.load_state_dict(state["ema"])
+        self.scaler.load_state_dict(state["scaler"])
+        for key, value in state["loop"].items():
+            setattr(self, key, value)
+        ep = self.epochs[self.next_epoch - 1] if self.next_epoch <= len(self.epochs) else None
+        if ep is not None and state["schedule"] is not None and ep.epoch != self.segments[ep.segment].first_epoch:
+            self.schedule = make_schedule(self.optimizer, self.segments[ep.segment], self.n_steps, self.metric.greater_is_better)
+            self.optimizer.load_state_dict(state["optimizer"])  # the schedule's constructor reset the lr
+            self.schedule.load_state_dict(state["schedule"])
+
+    # --- one epoch -------------------------------------------------------------------------------------------
+    def train_epoch(self, loader: DataLoader, ep: EpochPlan, desc: str) -> float:
+        spec = self.cfg.train
+        self.model.train()
+        mixup = make_mixup(ep.mixup_alpha, ep.cutmix_alpha, self.num_classes, self.task)
+        autocast = torch.autocast(self.device.type, dtype=self.amp) if self.amp else nullcontext()
+        total, count = 0.0, 0
+        accumulate = spec.accumulation_steps
+        batches = len(loader)
+        progress = tqdm(loader, desc=desc, leave=False, mininterval=1)
+        self.optimizer.zero_grad(set_to_none=True)
+        for i, (x, y) in enumerate(progress):
+            x, y = _to_device(x, self.device, spec.channels_last), y.to(self.device, non_blocking=True)
+            if mixup is not None:
+                x, y = mixup(x, y)
+            with autocast:
+                loss = self.loss_fn(self.forward(x).float(), y)
+            if not torch.isfinite(loss):
+                raise SolverError(f"{desc}: the training loss became {loss.item()}; lower train.lr, set train.clip_grad_norm, or check the data")
+            self.scaler.scale(loss / accumulate).backward()
+            if (i + 1) % accumulate == 0 or i + 1 == batches:
+                if spec.clip_grad_norm:
+                    self.scaler.unscale_(self.optimizer)
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), spec.clip_grad_norm)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.optimizer_steps += 1
+                if self.ema is not None:
+                    self.ema.update(self.model, step=self.optimizer_steps)
+                self.schedule.after_batch()
+            total += loss.item() * len(x)
+            count += len(x)
+            progress.set_postfix(loss=f"{total / count:.4f}", refresh=False)
+        return total / max(count, 1)
+
+    def evaluate(self, loader: DataLoader, y_valid: np.ndarray, model=None) -> tuple[float, float]:
+        model = self.forward if model is None else model
+        probs, loss = predict(model, loader, self.device, self.task, self.loss_fn, "valid", self.amp, self.cfg.train.channels_last)
+        return self.metric(y_valid, probs), loss
+
+
 def fit(
-    model: torch.nn.Module,
-    train_loader: DataLoader,
-    valid_loader: DataLoader,
+    trainer: Trainer,
+    train_ds,
+    valid_ds,
     y_valid: np.ndarray,
-    cfg: ExperimentConfig,
-    metric: Metric,
-    task: str,
+    make_train_transform: Callable,
+    make_eval_transform: Callable,
     out_dir: Path,
-    device: torch.device,
     checkpoint_meta: dict,
+    seed: int,
     desc: str,
 ) -> dict:
-    """Train until the epochs run out or the metric stops improving; return the best epoch's numbers."""
+    """Train until the curriculum ends (early stopping ends a stage); return the best epoch's numbers."""
+    cfg, metric, device = trainer.cfg, trainer.metric, trainer.device
     spec = cfg.train
-    model.to(device)
-    loss_fn = loss_function(task)
-    optimizer = create_optimizer(model, spec)
-    scheduler = create_scheduler(optimizer, spec, metric.greater_is_better)
-    writer = SummaryWriter(log_dir=str(out_dir / "tb"))
-    history, best, best_epoch, stale = [], None, 0, 0
+    if (out_dir / "last.pt").is_file():
+        trainer.load_state_dict(torch.load(out_dir / "last.pt", map_location="cpu", weights_only=True))
+        tqdm.write(f"{desc}: resuming at epoch {trainer.next_epoch} from {out_dir / 'last.pt'}")
+    writer = SummaryWriter(log_dir=str(out_dir / "tb"), purge_step=trainer.next_epoch)
     try:
-        for epoch in range(1, spec.epochs + 1):
+        for ep in trainer.epochs[trainer.next_epoch - 1 :]:
+            if ep.stage <= trainer.skip_to_stage:
+                trainer.next_epoch = ep.epoch + 1
+                continue
+            first_of_stage = ep.epoch == 1 or trainer.epochs[ep.epoch - 2].stage != ep.stage
+            if first_of_stage:
+                trainer.stale = 0
+            if ep.epoch == trainer.segments[ep.segment].first_epoch or trainer.schedule is None:
+                trainer.schedule = make_schedule(trainer.optimizer, trainer.segments[ep.segment], trainer.n_steps, metric.greater_is_better)
             start = time.perf_counter()
-            lr = optimizer.param_groups[0]["lr"]
-            train_loss = train_one_epoch(model, train_loader, loss_fn, optimizer, device, f"{desc} epoch {epoch}/{spec.epochs}")
-            probs, valid_loss = predict(model, valid_loader, device, task, loss_fn, desc=f"{desc} valid")
-            score = metric(y_valid, probs)
-            improved = metric.better(score, best)
+            seed_everything(epoch_seed(seed, ep.epoch), spec.deterministic)
+            train_ds.transform = make_train_transform(ep.image_size, ep.aug_p, epoch_seed(seed, ep.epoch))
+            valid_ds.transform = make_eval_transform(ep.image_size)
+            train_loader = make_loader(train_ds, cfg.data.batch_size, True, cfg.data.num_workers, epoch_seed(seed, ep.epoch), device)
+            valid_loader = make_loader(valid_ds, cfg.data.batch_size * 2, False, cfg.data.num_workers, 0, device)
+            lr = trainer.optimizer.param_groups[0]["lr"]
+            train_loss = trainer.train_epoch(train_loader, ep, f"{desc} epoch {ep.epoch}/{len(trainer.epochs)}")
+            score, valid_loss = trainer.evaluate(valid_loader, y_valid)
+            ema_score = trainer.evaluate(valid_loader, y_valid, trainer.ema.module)[0] if trainer.ema else math.nan
+            trainer.schedule.after_epoch(score, valid_loss)
+            use_ema = trainer.ema is not None and metric.better(ema_score, score)
+            epoch_best = ema_score if use_ema else score
+            improved = metric.better(epoch_best, trainer.best)
+            meta = {**checkpoint_meta, "image_size": ep.image_size, "weights": "ema" if use_ema else "model"}
             if improved:
-                best, best_epoch, stale = score, epoch, 0
-                save_torch({"model": model.state_dict(), "epoch": epoch, "score": score, "meta": checkpoint_meta}, out_dir / "best.pt")
+                trainer.best, trainer.best_epoch, trainer.stale = epoch_best, ep.epoch, 0
+                weights = (trainer.ema.module if use_ema else trainer.model).state_dict()
+                save_torch({"model": weights, "epoch": ep.epoch, "score": epoch_best, "meta": meta}, out_dir / "best.pt")
             else:
-                stale += 1
-            save_torch({"model": model.state_dict(), "epoch": epoch, "score": score, "meta": checkpoint_meta}, out_dir / "last.pt")
+                trainer.stale += 1
             row = {
-                "epoch": epoch,
+                "epoch": ep.epoch,
+                "stage": ep.stage,
+                "image_size": ep.image_size,
+                "aug_p": ep.aug_p,
+                "mixup_alpha": ep.mixup_alpha,
                 "lr": lr,
                 "train_loss": train_loss,
                 "valid_loss": valid_loss,
                 metric.name: score,
-                "best": best,
+                f"ema_{metric.name}": ema_score,
+                "best": trainer.best,
                 "seconds": time.perf_counter() - start,
             }
-            history.append(row)
-            write_csv(pd.DataFrame(history), out_dir / "metrics.csv")
+            trainer.history.append(row)
+            trainer.next_epoch = ep.epoch + 1
+            stage_ends = ep.epoch == len(trainer.epochs) or trainer.epochs[ep.epoch].stage != ep.stage
+            if spec.early_stopping_patience and trainer.stale >= spec.early_stopping_patience and not stage_ends:
+                trainer.skip_to_stage = ep.stage
+                tqdm.write(f"{desc}: early stop of stage {ep.stage}, {metric.name} did not improve for {trainer.stale} epochs")
+            save_torch({**trainer.state_dict(), "meta": meta, "epoch": ep.epoch, "score": score}, out_dir / "last.pt")
+            write_csv(pd.DataFrame(trainer.history), out_dir / "metrics.csv")
             for key in ("lr", "train_loss", "valid_loss"):
-                writer.add_scalar(key, row[key], epoch)
-            writer.add_scalar(f"valid_{metric.name}", score, epoch)
+                writer.add_scalar(key, row[key], ep.epoch)
+            writer.add_scalar(f"valid_{metric.name}", score, ep.epoch)
             mark = "  *" if improved else ""
+            ema_text = f"  ema {ema_score:.4f}" if trainer.ema else ""
             tqdm.write(
-                f"{desc} epoch {epoch:3d}  lr {lr:.2e}  train_loss {train_loss:.4f}  valid_loss {valid_loss:.4f}  {metric.name} {score:.4f}{mark}"
+                f"{desc} epoch {ep.epoch:3d}  size {ep.image_size}  aug_p {ep.aug_p:.2f}  lr {lr:.2e}  train_loss {train_loss:.4f}  "
+                f"valid_loss {valid_loss:.4f}  {metric.name} {score:.4f}{ema_text}{mark}"
             )
-            step_scheduler(scheduler, score)
-            if spec.early_stopping_patience and stale >= spec.early_stopping_patience:
-                tqdm.write(f"{desc}: early stop, {metric.name} did not improve for {stale} epochs (best {best:.4f} at epoch {best_epoch})")
-                break
     finally:
         writer.close()
-    return {"score": best, "epoch": best_epoch, "epochs_run": len(history)}
+    if trainer.history:
+        plot_learning_curves(pd.DataFrame(trainer.history), metric.name, out_dir / "learning_curves.png", desc)
+    return {"score": trainer.best, "epoch": trainer.best_epoch, "epochs_run": len(trainer.history)}

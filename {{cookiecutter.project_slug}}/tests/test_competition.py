@@ -91,6 +91,40 @@ def test_binary_columns_reject_other_values(tmp_path):
         comp.encode_targets(comp.read_train())
 
 
+def test_image_pattern_may_only_use_id(tmp_path):
+    make_competition(tmp_path, image_pattern="{image_id}.png")
+    with pytest.raises(SolverError, match=r"image_pattern: '\{image_id\}.png' may use only \{id\}"):
+        Competition.load(tmp_path, "synth")
+
+
+@pytest.mark.parametrize("classes, message", [(["cat", "dog", "cat"], "'cat' is listed twice"), ([True, False], "quote labels like yes")])
+def test_bad_class_lists_are_refused(tmp_path, classes, message):
+    make_competition(tmp_path, classes=classes)
+    with pytest.raises(SolverError, match=message):
+        Competition.load(tmp_path, "synth")
+
+
+def test_binary_columns_accept_numbers_written_as_floats(tmp_path):
+    make_competition(tmp_path, task="multilabel", multilabel_format="columns")
+    path = tmp_path / "data/synth/train.csv"
+    df = pd.read_csv(path)
+    df[["0", "1"]] = df[["0", "1"]].astype(float)
+    df.to_csv(path, index=False)
+    comp = Competition.load(tmp_path, "synth")
+    assert set(np.unique(comp.encode_targets(comp.read_train()))) <= {0.0, 1.0}
+
+
+def test_images_with_another_channel_count_are_named(tmp_path):
+    import cv2
+
+    from solver.experiment import train_experiment
+
+    make_competition(tmp_path)
+    cv2.imwrite(str(tmp_path / "data/synth/train/s004.png"), np.zeros((32, 32), np.uint8))
+    with pytest.raises(SolverError, match=r"image .*s004\.png has 1 channel\(s\), the others 3"):
+        train_experiment(tmp_path, "synth", "tiny", overrides=["data.cache_images=false"])
+
+
 def test_duplicate_ids_are_refused(tmp_path):
     make_competition(tmp_path)
     path = tmp_path / "data/synth/train.csv"

@@ -15,7 +15,7 @@ def write(path: Path, data: dict) -> Path:
 
 def test_defaults_are_adam_1e4_with_plateau():
     cfg = ExperimentConfig()
-    assert (cfg.train.optimizer, cfg.train.lr, cfg.train.scheduler) == ("adam", 1e-4, "plateau")
+    assert (cfg.train.optimizer, cfg.train.lr, cfg.train.schedule.name) == ("adam", 1e-4, "plateau")
 
 
 def test_experiment_holds_only_differences(tmp_path):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from solver.config import ExperimentConfig
-from solver.data import ImageDataset, build_augmentations, build_transform, read_image
+from solver.data import ImageDataset, build_augmentations, build_transform, read_image, seed_transform
 from solver.errors import SolverError
 
 
@@ -34,10 +34,29 @@ def test_transform_resizes_normalizes_and_is_seeded():
     eval_tf = build_transform(cfg, [0.5], [0.25], train=False)
     x = eval_tf(image=image)["image"]
     assert x.shape == (1, 16, 16) and x.dtype == torch.float32
-    a, b = (build_transform(cfg, [0.5], [0.25], train=True) for _ in range(2))
-    a.set_random_seed(3)
-    b.set_random_seed(3)
+    a, b = (seed_transform(build_transform(cfg, [0.5], [0.25], train=True), 3) for _ in range(2))
     assert torch.equal(a(image=image)["image"], b(image=image)["image"])
+
+
+def test_seeded_augmentations_draw_independently():
+    # Two flips at p=0.5 must not always fire together (they would with Compose.set_random_seed).
+    cfg = ExperimentConfig.model_validate({"data": {"image_size": 4}, "augment": {"train": [{"name": "HorizontalFlip"}, {"name": "VerticalFlip"}]}})
+    image = np.arange(16, dtype=np.uint8).reshape(4, 4, 1)
+    transform = seed_transform(build_transform(cfg, [0.5], [0.25], train=True), 0)
+    outcomes = []
+    for _ in range(200):
+        x = transform(image=image)["image"][0]
+        outcomes.append((bool(x[0, 0] > x[0, -1]), bool(x[0, 0] > x[-1, 0])))  # (flipped left-right, flipped up-down)
+    agree = np.mean([h == v for h, v in outcomes])
+    assert 0.35 < agree < 0.65
+
+
+def test_aug_p_zero_turns_augmentations_off():
+    cfg = ExperimentConfig.model_validate({"data": {"image_size": 4}, "augment": {"train": [{"name": "HorizontalFlip", "p": 1.0}]}})
+    image = np.arange(16, dtype=np.uint8).reshape(4, 4, 1)
+    off = build_transform(cfg, [0.5], [0.25], train=True, aug_p=0.0)(image=image)["image"]
+    plain = build_transform(cfg, [0.5], [0.25], train=False)(image=image)["image"]
+    assert torch.equal(off, plain)
 
 
 def test_dataset_yields_tensor_and_target(tmp_path):

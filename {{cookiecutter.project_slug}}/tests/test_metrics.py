@@ -55,5 +55,5 @@ def test_custom_metric_from_the_competition_folder(tmp_path):
     assert metric(Y, P) >= get_metric("accuracy", "multiclass")(Y, P)
     with pytest.raises(SolverError, match="greater_is_better"):
         get_metric("metric.py:top2", "multiclass", tmp_path, None)
-    with pytest.raises(SolverError, match="defines no function 'nope'"):
+    with pytest.raises(SolverError, match="defines no function 'nope'; write nope"):
         get_metric("metric.py:nope", "multiclass", tmp_path, True)

@@ -103,6 +103,43 @@ def test_missing_source_is_a_clear_error(tmp_path):
         make_submission(Competition.load(tmp_path, "synth"), tmp_path / "runs/synth/nope")
 
 
+def test_prediction_column_defaults_to_the_samples_only_column(tmp_path):
+    make_competition(tmp_path, task="multilabel")
+    comp = Competition.load(tmp_path, "synth")
+    sample = comp.read_sample_submission().rename(columns={"Target": "Predicted"})  # Human Protein Atlas
+    sample.to_csv(comp.data_dir / "sample_submission.csv", index=False)
+    fake_test_predictions(comp, tmp_path / "runs/synth/e")
+    sub = pd.read_csv(make_submission(comp, tmp_path / "runs/synth/e"), dtype=str, keep_default_na=False)
+    assert list(sub.columns) == ["id", "Predicted"]
+
+
+def test_probability_columns_follow_the_samples_order(tmp_path):
+    labels = [f"Class_{i}" for i in range(1, 11)]
+    make_competition(tmp_path, labels=labels, n_train=60, submission={"format": "probabilities"})
+    comp = Competition.load(tmp_path, "synth")
+    sample = pd.DataFrame({"id": comp.read_sample_submission()["id"], **{c: 0.1 for c in labels}})  # Class_1, Class_2, ... Class_10
+    sample.to_csv(comp.data_dir / "sample_submission.csv", index=False)
+    assert comp.classes != labels  # sorted as text: Class_1, Class_10, Class_2, ...
+    fake_test_predictions(comp, tmp_path / "runs/synth/e")
+    assert list(pd.read_csv(make_submission(comp, tmp_path / "runs/synth/e")).columns) == ["id", *labels]
+
+
+def test_a_format_that_cannot_fit_the_sample_fails_before_training(tmp_path):
+    from solver.experiment import load_experiment
+
+    make_competition(tmp_path, submission={"format": "probabilities"})  # the sample has one label column
+    with pytest.raises(SolverError, match="does not fit its sample submission"):
+        load_experiment(tmp_path, "synth", "tiny")
+
+
+def test_custom_submission_function_must_exist(tmp_path):
+    make_competition(tmp_path, submission={"function": "submission.py:make_submission"})
+    comp = Competition.load(tmp_path, "synth")
+    fake_test_predictions(comp, tmp_path / "runs/synth/e")
+    with pytest.raises(SolverError, match=r"submission.function 'submission.py:make_submission': .*submission.py not found"):
+        make_submission(comp, tmp_path / "runs/synth/e")
+
+
 def test_custom_submission_function(tmp_path):
     make_competition(tmp_path, submission={"function": "submission.py:make_submission"})
     (tmp_path / "synth" / "submission.py").write_text(

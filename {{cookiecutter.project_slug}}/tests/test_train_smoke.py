@@ -108,8 +108,63 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path, monkeypatch):
 
 def test_folds_trained_with_different_configs_are_not_mixed(tmp_path):
     make_competition(tmp_path)
-    train_experiment(tmp_path, "synth", "tiny", folds=[0])
-    with pytest.raises(SolverError, match=r"fold1 was trained with another config than fold0: train.lr"):
+    train_experiment(tmp_path, "synth", "tiny")
+    run = tmp_path / "runs/synth/tiny"
+    fold1 = (run / "fold1/best.pt").read_bytes()
+    with pytest.raises(SolverError, match=r"fold0 finished with another config \(train.lr 0.01 \(now\) vs 0.003 \(there\)\)"):
         train_experiment(tmp_path, "synth", "tiny", folds=[1], overrides=["train.lr=0.01"])
-    assert not (tmp_path / "runs/synth/tiny/score.json").exists()
-    assert train_experiment(tmp_path, "synth", "tiny", folds=[1]) is not None
+    assert (run / "fold1/best.pt").read_bytes() == fold1 and (run / "score.json").is_file()
+    # Where and how fast a fold trains may differ between folds (one fold per GPU).
+    assert train_experiment(tmp_path, "synth", "tiny", folds=[1], overrides=["train.folds=[1]", "data.num_workers=1"]) is not None
+    # A new config for every fold replaces them all.
+    assert train_experiment(tmp_path, "synth", "tiny", overrides=["train.lr=0.01"]) is not None
+
+
+def test_retraining_a_fold_drops_the_stale_experiment_outputs(tmp_path):
+    make_competition(tmp_path)
+    train_experiment(tmp_path, "synth", "tiny")
+    run = tmp_path / "runs/synth/tiny"
+    make_submission(Competition.load(tmp_path, "synth"), run)
+    from solver.experiment import load_experiment, train_fold
+
+    exp = load_experiment(tmp_path, "synth", "tiny")
+    train_fold(exp, 0)
+    assert not any((run / name).exists() for name in ("oof.csv", "test.csv", "score.json", "submission.csv"))
+
+
+def test_test_predictions_are_averaged_by_id_not_by_row(tmp_path):
+    from solver.experiment import aggregate, load_experiment
+
+    make_competition(tmp_path)
+    train_experiment(tmp_path, "synth", "tiny")
+    run = tmp_path / "runs/synth/tiny"
+    before = pd.read_csv(run / "test.csv")
+    shuffled = pd.read_csv(run / "fold1/test.csv").iloc[::-1]
+    shuffled.to_csv(run / "fold1/test.csv", index=False)
+    aggregate(load_experiment(tmp_path, "synth", "tiny"))
+    pd.testing.assert_frame_equal(pd.read_csv(run / "test.csv"), before)
+
+
+def test_a_new_folds_file_is_not_mixed_with_folds_of_the_old_one(tmp_path):
+    from solver.experiment import aggregate, load_experiment
+
+    make_competition(tmp_path)
+    train_experiment(tmp_path, "synth", "tiny")
+    (tmp_path / "runs/synth/folds.csv").unlink()
+    cfg = tmp_path / "synth/competition.yaml"
+    cfg.write_text(cfg.read_text() + "fold_seed: 7\n")
+    with pytest.raises(SolverError, match="folds_hash"):
+        train_experiment(tmp_path, "synth", "tiny", folds=[0])
+    with pytest.raises(SolverError, match="OOF rows were predicted by other folds|do not cover"):
+        aggregate(load_experiment(tmp_path, "synth", "tiny"))
+
+
+def test_a_promotion_killed_between_renames_is_restored(tmp_path):
+    import os
+
+    make_competition(tmp_path)
+    train_experiment(tmp_path, "synth", "tiny")
+    run = tmp_path / "runs/synth/tiny"
+    os.replace(run / "fold0", run / "fold0.old")  # what a kill between promote_dir's renames leaves
+    assert train_experiment(tmp_path, "synth", "tiny", folds=[1]) is not None  # fold0 is back, consistent
+    assert (run / "fold0/best.pt").is_file() and not (run / "fold0.old").exists()
