@@ -6,7 +6,7 @@ from pathlib import Path
 INCLUDE_DEMO = "{{ cookiecutter.include_demo }}" == "yes"
 COMPETITION = "{{ cookiecutter.competition_slug }}"
 
-DEMO_FILES = ["digits", "bin/demo.py", "tests/test_demo.py"]
+DEMO_FILES = ["digits", "bin/demo.py", "tests/test_demo.py", "benchmarks/recipe_vs_plain.py"]
 
 
 def remove(paths: list[str]) -> None:
@@ -20,6 +20,9 @@ def remove(paths: list[str]) -> None:
 
 def remove_demo_files() -> None:
     remove(DEMO_FILES)
+    benchmarks = Path("benchmarks")
+    if benchmarks.is_dir() and not any(benchmarks.iterdir()):
+        benchmarks.rmdir()
 
 
 if __name__ == "__main__":

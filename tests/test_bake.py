@@ -10,7 +10,7 @@ from pathlib import Path
 from tests.conftest import BIN, TEMPLATE, bake
 
 TEMPLATE_PROJECT = TEMPLATE / "{{cookiecutter.project_slug}}"
-DEMO_ONLY = {"digits", "bin/demo.py", "tests/test_demo.py"}
+DEMO_ONLY = {"digits", "bin/demo.py", "tests/test_demo.py", "benchmarks/recipe_vs_plain.py"}
 IGNORED = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 
 

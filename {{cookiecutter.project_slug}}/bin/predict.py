@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""Recompute OOF and test predictions from every finished fold's best checkpoint.
+"""Recompute OOF and test predictions from every finished fold's best checkpoint, optionally with TTA-N
+(written as a source of its own, <exp>/ttaN, with its leaderboard row).
 
-python bin/predict.py --comp digits --exp exp001_resnet10t
+python bin/predict.py --comp digits --exp exp001_resnet10t [--tta 8]
 """
 
 import sys
@@ -15,8 +16,11 @@ from solver.experiment import predict_experiment  # noqa: E402
 
 
 def main() -> None:
-    args = make_parser(__doc__, overrides=True).parse_args()
-    predict_experiment(args.root, args.comp, args.exp, args.overrides)
+    parser = make_parser(__doc__, overrides=True)
+    parser.add_argument("--tta", type=int, help="TTA-N: N views per image (tta.* keys of the experiment set the pipeline and averaging)")
+    parser.add_argument("--name", help="the run folder under runs/<comp>/ (default: the experiment's name)")
+    args = parser.parse_args()
+    predict_experiment(args.root, args.comp, args.exp, args.overrides, run_name=args.name, tta=args.tta)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 #!/usr/bin/env python
-"""Write an experiment's submission in the competition's format, after validating it.
+"""Write a source's submission in the competition's format after validating it, and record it in the ledger
+runs/<comp>/submissions.csv (time, git SHA, source, CV). A source is an experiment, its TTA (exp/tta8), its kNN
+(exp/knn), an ensemble or a stack: any folder under runs/<comp>/ with a test.csv.
 
-python bin/submit.py --comp digits --exp exp001_resnet10t [--out submission.csv]
+python bin/submit.py --comp digits --source exp001_resnet10t [--out submission.csv] [--kaggle]
 """
 
 import sys
@@ -11,17 +13,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository'
 
 from solver.cli import make_parser  # noqa: E402
 from solver.competition import Competition  # noqa: E402
-from solver.errors import run_cli  # noqa: E402
-from solver.submission import make_submission  # noqa: E402
+from solver.errors import SolverError, run_cli  # noqa: E402
+from solver.submission import kaggle_message, kaggle_submit, make_submission, record_submission  # noqa: E402
 
 
 def main() -> None:
-    parser = make_parser(__doc__)
-    parser.add_argument("--out", type=Path, help="where to write it (default: runs/<comp>/<exp>/submission.csv)")
+    parser = make_parser(__doc__, exp=False)
+    parser.add_argument("--source", "--exp", dest="source", required=True, help="a folder under runs/<comp>/, e.g. exp001 or exp001/tta8")
+    parser.add_argument("--out", type=Path, help="where to write it (default: runs/<comp>/<source>/submission.csv)")
+    parser.add_argument("--kaggle", action="store_true", help="also submit with the kaggle CLI, the CV score in the message")
     args = parser.parse_args()
     comp = Competition.load(args.root, args.comp)
-    path = make_submission(comp, comp.runs_dir / args.exp, args.out)
+    source_dir = comp.runs_dir / args.source
+    if not source_dir.is_dir():
+        found = sorted(str(p.parent.relative_to(comp.runs_dir)) for p in comp.runs_dir.glob("**/test.csv") if "fold" not in p.parent.name)
+        raise SolverError(f"source '{args.source}': {source_dir} does not exist; sources with test predictions: {', '.join(found) or 'none'}")
+    path = make_submission(comp, source_dir, args.out)
     print(f"submission validated against {comp.cfg.sample_submission} and written to {path}")
+    if not args.kaggle:
+        record_submission(comp, args.source, path)
+    else:
+        message = kaggle_message(comp, args.source)
+        try:
+            print(kaggle_submit(comp, path, message))
+        except SolverError:
+            record_submission(comp, args.source, path, kaggle=False)  # the file exists and is valid; the upload did not happen
+            raise
+        record_submission(comp, args.source, path, kaggle=True)
+        print(f"submitted to Kaggle with message: {message}")
+    print(f"recorded in {comp.runs_dir / 'submissions.csv'}")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,9 @@ from solver.experiment import train_experiment  # noqa: E402
 def main() -> None:
     parser = make_parser(__doc__, folds=True, overrides=True)
     parser.add_argument("--fresh", action="store_true", help="start over instead of resuming a killed run from fold<k>.partial/last.pt")
+    parser.add_argument("--name", help="the run folder under runs/<comp>/ (default: the experiment's name), e.g. for a sweep")
     args = parser.parse_args()
-    train_experiment(args.root, args.comp, args.exp, args.folds, args.overrides, fresh=args.fresh)
+    train_experiment(args.root, args.comp, args.exp, args.folds, args.overrides, fresh=args.fresh, run_name=args.name)
 
 
 if __name__ == "__main__":

@@ -82,7 +82,8 @@ class CompetitionConfig(_Strict):
         try:
             self.image_pattern.format(id="x")
         except (KeyError, IndexError, ValueError):
-            raise ValueError(f"image_pattern: '{self.image_pattern}' may use only {{id}}, e.g. '{{id}}.png'") from None
+            # (no f-string: its doubled-brace escapes would look like leftover template syntax in the generated repo)
+            raise ValueError("image_pattern: '" + self.image_pattern + "' may use only {id}, e.g. '{id}.png'") from None
         if self.classes is not None and len(set(self.classes)) != len(self.classes):
             repeated = next(c for c in self.classes if self.classes.count(c) > 1)
             raise ValueError(f"classes: {repeated!r} is listed twice")
@@ -208,6 +209,7 @@ class TrainSpec(_Strict):
     channels_last: bool = False
     compile: bool = False  # torch.compile the model
     early_stopping_patience: int | None = Field(5, ge=1)  # epochs without improvement (within a stage); None trains all
+    time_budget_minutes: float | None = Field(None, gt=0)  # stop a fold after the epoch that crosses this much training time
     seed: int = 42
     device: str = "auto"  # auto, cpu, cuda, cuda:1, mps
     deterministic: bool = True  # same seed, same weights (bitwise on the CPU)
@@ -239,11 +241,35 @@ class TrainSpec(_Strict):
         ]
 
 
+class TtaSpec(_Strict):
+    """Test-time augmentation for `make predict TTA=N` (solver/tta.py)."""
+
+    views: int = Field(8, ge=1, le=1024)  # views per image, the plain one included
+    combine: Literal["probabilities", "logits", "geometric"] = "probabilities"
+    augment: list[dict[str, Any]] | None = None  # albumentations transforms as in augment.train; default: augment.train
+    include_plain: bool = True  # the first view is the un-augmented image
+    seed: int = 0
+
+
+class KnnSpec(_Strict):
+    """kNN features from the experiment's embeddings for `make knn` (solver/knn.py)."""
+
+    k: int = Field(10, ge=1)
+    space: Literal["cosinesimil", "l2"] = "cosinesimil"
+    M: int = Field(16, ge=2)  # HNSW graph degree
+    ef_construction: int = Field(200, ge=1)
+    ef_search: int = Field(100, ge=1)
+    exact_below: int = Field(100_000, ge=0)  # smaller indexes are searched exactly (numpy), which is faster there
+    features: list[Literal["label_distribution", "class_distance", "topk_distance"]] = ["label_distribution", "class_distance", "topk_distance"]
+
+
 class ExperimentConfig(_Strict):
     model: ModelSpec = ModelSpec()
     data: DataSpec = DataSpec()
     augment: AugmentSpec = AugmentSpec()
     train: TrainSpec = TrainSpec()
+    tta: TtaSpec = TtaSpec()
+    knn: KnnSpec = KnnSpec()
 
     @model_validator(mode="after")
     def _check_mixup_batch(self) -> ExperimentConfig:
@@ -251,6 +277,41 @@ class ExperimentConfig(_Strict):
         if any(s.mixup_alpha or s.cutmix_alpha for s in stages) and self.data.batch_size % 2:
             raise ValueError(f"MixUp/CutMix pairs each batch with its reverse: data.batch_size must be even, got {self.data.batch_size}")
         return self
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Level 2: ensembles and stacks of sources (experiments, their TTA and kNN, other ensembles)
+
+
+class EnsembleConfig(_Strict):
+    """<competition>/ensembles/<name>.yaml"""
+
+    inputs: list[str] = Field(min_length=2)  # sources under runs/<comp>/, e.g. exp001, exp001/tta8, exp002
+    method: Literal["mean", "caruana", "rank"] = "mean"  # caruana: greedy forward selection on OOF; rank: for AUC-like metrics
+    iterations: int = Field(50, ge=1)  # caruana rounds
+
+
+class LgbmSpec(_Strict):
+    num_boost_round: int = Field(2000, ge=1)
+    early_stopping_rounds: int = Field(50, ge=1)
+    learning_rate: float = Field(0.05, gt=0)
+    num_leaves: int = Field(15, ge=2)
+    min_data_in_leaf: int = Field(20, ge=1)
+    feature_fraction: float = Field(0.8, gt=0, le=1)
+    lambda_l2: float = Field(1.0, ge=0)
+    inner_folds: int = Field(3, ge=2)  # lightgbm.cv inside each outer fold picks the number of rounds
+    seed: int = 42
+    num_threads: int = Field(1, ge=1)  # level-2 matrices are small: more threads mostly contend (measured 10x slower with 2 on a loaded 2-core box)
+    extra_params: dict[str, Any] = {}
+
+
+class StackConfig(_Strict):
+    """<competition>/stacks/<name>.yaml: LightGBM over OOF predictions, kNN features and metadata, same folds."""
+
+    inputs: list[str] = Field(min_length=1)  # sources whose OOF / test probabilities are features
+    knn: list[str] = []  # experiments whose kNN features (make knn) are added
+    metadata: list[str] = []  # columns of train.csv and test.csv added as numeric features
+    lgbm: LgbmSpec = LgbmSpec()
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -70,13 +70,17 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int):
+    def image(self, i: int) -> np.ndarray:
+        """The decoded image i (HxWxC uint8), before any transform."""
         image = self.images[i] if self.images is not None else read_image(self.paths[i])
         if self.channels is not None and image.shape[2] != self.channels:
             raise SolverError(
                 f"image {self.paths[i]} has {image.shape[2]} channel(s), the others {self.channels}; convert the images to one channel count"
             )
-        x = self.transform(image=image)["image"]
+        return image
+
+    def __getitem__(self, i: int):
+        x = self.transform(image=self.image(i))["image"]
         if self.targets is None:
             return x, torch.tensor(-1)
         return x, torch.as_tensor(self.targets[i])
@@ -124,13 +128,19 @@ def normalization(cfg: ExperimentConfig, in_chans: int, model_mean, model_std) -
 
 
 def build_transform(
-    cfg: ExperimentConfig, mean: list[float], std: list[float], train: bool, image_size: int | None = None, aug_p: float = 1.0
+    cfg: ExperimentConfig,
+    mean: list[float],
+    std: list[float],
+    train: bool,
+    image_size: int | None = None,
+    aug_p: float = 1.0,
+    augment: list[dict] | None = None,
 ) -> A.Compose:
     """Resize -> training augmentations (applied together with probability aug_p) -> normalize -> tensor.
 
     Evaluation gets no augmentation. image_size defaults to data.image_size (a curriculum stage sets its own).
     """
     size = image_size or cfg.data.image_size
-    augs = build_augmentations(cfg.augment.train) if train and aug_p > 0 else []
+    augs = build_augmentations(cfg.augment.train if augment is None else augment) if train and aug_p > 0 else []
     group = [A.Sequential(augs, p=aug_p)] if augs else []
     return A.Compose([A.Resize(size, size), *group, A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()])

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ import pandas as pd
 import torch
 import yaml
 
-from solver.atomic import promote_dir, write_csv, write_json, write_yaml
+from solver.atomic import atomic_write, promote_dir, write_csv, write_json, write_yaml
 from solver.competition import Competition, read_csv
 from solver.config import ExperimentConfig, load_experiment_config
 from solver.curriculum import check_schedules, lr_plan, steps_per_epoch
@@ -33,23 +32,15 @@ from solver.errors import SolverError
 from solver.folds import load_folds
 from solver.models import create_model
 from solver.plots import plot_plan
+from solver.provenance import git_sha
 from solver.submission import check_submission_format
 from solver.trainer import Trainer, fit, make_loader, predict, resolve_device, seed_everything
+from solver.tta import ViewsDataset, embed, predict_tta
 
 
 def folds_hash(comp: Competition) -> str:
     """Identifies the folds file a fold was trained with: OOF from different folds files do not mix."""
     return hashlib.sha256(comp.folds_path.read_bytes()).hexdigest()[:16] if comp.folds_path.is_file() else "none"
-
-
-def git_sha(root: Path) -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    sha = out.stdout.strip() if out.returncode == 0 else "unknown"
-    return f"{sha}-dirty" if dirty and sha != "unknown" else sha
 
 
 @dataclass
@@ -100,7 +91,8 @@ class Experiment:
         }
 
 
-def load_experiment(root: Path, comp_name: str, exp_name: str, overrides=(), load_pixels: bool = True) -> Experiment:
+def load_experiment(root: Path, comp_name: str, exp_name: str, overrides=(), load_pixels: bool = True, run_name: str | None = None) -> Experiment:
+    """run_name: the folder under runs/<comp>/ (default: the experiment's name), e.g. for a sweep with overrides."""
     comp = Competition.load(root, comp_name)
     cfg = load_experiment_config(comp.experiment_path(exp_name), overrides)
     train_df, test_df = comp.read_train(), comp.read_test()
@@ -127,7 +119,21 @@ def load_experiment(root: Path, comp_name: str, exp_name: str, overrides=(), loa
     build_transform(cfg, mean, std, train=True)  # an unknown augmentation fails before training
     check_schedules(cfg, int((folds != 0).sum()), comp.metric.greater_is_better)  # so does a bad schedule
     return Experiment(
-        comp, exp_name, cfg, tuple(overrides), train_df, test_df, y, folds, train_paths, test_paths, in_chans, mean, std, train_images, test_images
+        comp,
+        run_name or exp_name,
+        cfg,
+        tuple(overrides),
+        train_df,
+        test_df,
+        y,
+        folds,
+        train_paths,
+        test_paths,
+        in_chans,
+        mean,
+        std,
+        train_images,
+        test_images,
     )
 
 
@@ -185,8 +191,9 @@ def _new_model(exp: Experiment) -> torch.nn.Module:
     return create_model(exp.cfg.model, exp.comp.num_classes, exp.in_chans, exp.comp.root)
 
 
-# Settings that change where or how fast a fold trains, not what it learns: folds may differ in them.
+# Settings that change where or how fast a fold trains, or only how it predicts, not what it learns.
 RUNTIME_KEYS = {"train.folds", "train.device", "data.num_workers"}
+RUNTIME_PREFIXES = ("tta.",)
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -201,7 +208,7 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 def comparable(resolved: dict) -> dict:
     """What must be equal for two folds' predictions to form one CV: config, classes, folds file, channels."""
-    flat = {k: v for k, v in _flatten(resolved["config"]).items() if k not in RUNTIME_KEYS}
+    flat = {k: v for k, v in _flatten(resolved["config"]).items() if k not in RUNTIME_KEYS and not k.startswith(RUNTIME_PREFIXES)}
     for key in ("classes", "folds_hash", "in_chans"):
         flat[key] = resolved.get(key)
     return flat
@@ -250,12 +257,16 @@ def _restore_interrupted_promotion(exp: Experiment, k: int) -> None:
 
 
 AGGREGATES = ("oof.csv", "test.csv", "score.json", "config.yaml", "submission.csv")
+DERIVED_DIRS = ("tta*", "knn")  # later stages computed from the folds' checkpoints
 
 
 def _drop_aggregates(exp: Experiment) -> None:
     """A fold was replaced: the experiment's joined predictions and score describe models that are gone."""
     for name in AGGREGATES:
         (exp.dir / name).unlink(missing_ok=True)
+    for pattern in DERIVED_DIRS:
+        for folder in exp.dir.glob(pattern):
+            shutil.rmtree(folder)
 
 
 def train_fold(exp: Experiment, k: int, fresh: bool = False) -> dict:
@@ -283,8 +294,10 @@ def train_fold(exp: Experiment, k: int, fresh: bool = False) -> dict:
     return result
 
 
-def train_experiment(root: Path, comp_name: str, exp_name: str, folds: list[int] | None = None, overrides=(), fresh: bool = False) -> dict | None:
-    exp = load_experiment(root, comp_name, exp_name, overrides)
+def train_experiment(
+    root: Path, comp_name: str, exp_name: str, folds: list[int] | None = None, overrides=(), fresh: bool = False, run_name: str | None = None
+) -> dict | None:
+    exp = load_experiment(root, comp_name, exp_name, overrides, run_name=run_name)
     folds = folds if folds is not None else exp.cfg.train.folds
     folds = list(range(exp.n_folds)) if folds is None else folds
     unknown = [k for k in folds if k not in range(exp.n_folds)]
@@ -294,7 +307,7 @@ def train_experiment(root: Path, comp_name: str, exp_name: str, folds: list[int]
         _restore_interrupted_promotion(exp, k)
     check_finished_folds(exp, folds)
     print(
-        f"{comp_name}/{exp_name}: {exp.cfg.model.name}, {len(exp.train_df)} train / {len(exp.test_df)} test images, "
+        f"{comp_name}/{exp.name}: {exp.cfg.model.name}, {len(exp.train_df)} train / {len(exp.test_df)} test images, "
         f"{exp.in_chans} channel(s), {exp.comp.num_classes} classes, folds {folds}"
     )
     for k in folds:
@@ -304,33 +317,106 @@ def train_experiment(root: Path, comp_name: str, exp_name: str, folds: list[int]
     return aggregate(exp)
 
 
-def predict_experiment(root: Path, comp_name: str, exp_name: str, overrides=()) -> dict | None:
-    """Recompute every finished fold's OOF and test predictions from its best checkpoint."""
-    exp = load_experiment(root, comp_name, exp_name, overrides)
-    device = resolve_device(exp.cfg.train.device)
+def _finished_folds(exp: Experiment) -> list[int]:
+    """Folds with a checkpoint, each checked to come from the current config."""
     done = [k for k in range(exp.n_folds) if (exp.fold_dir(k) / "best.pt").is_file()]
     if not done:
-        raise SolverError(f"{exp.dir}: no fold has a checkpoint (fold<k>/best.pt); run `make train COMP={comp_name} EXP={exp_name}` first")
+        raise SolverError(f"{exp.dir}: no fold has a checkpoint (fold<k>/best.pt); run `make train COMP={exp.comp.name} EXP={exp.name}` first")
     current = exp.resolved_config()
     for k in done:
         difference = config_difference(current, read_fold_config(exp.fold_dir(k)))
         if difference:
             raise SolverError(f"{exp.fold_dir(k)} was trained with another config ({difference}); predict with the config it was trained with")
-        _predict_fold(exp, k, _new_model(exp), device, exp.fold_dir(k))
-        print(f"fold {k}: predictions written to {exp.fold_dir(k)}")
-    return aggregate(exp)
+    return done
 
 
-def aggregate(exp: Experiment) -> dict | None:
-    """Join the folds' OOF, average their test predictions, score; only once every fold is finished."""
+def _load_best(exp: Experiment, k: int, device: torch.device) -> tuple[torch.nn.Module, int]:
+    """Fold k's best model and the image size it was trained at."""
+    state = torch.load(exp.fold_dir(k) / "best.pt", map_location="cpu", weights_only=True)
+    model = _new_model(exp)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), state["meta"].get("image_size", exp.cfg.data.image_size)
+
+
+def predict_experiment(root: Path, comp_name: str, exp_name: str, overrides=(), run_name: str | None = None, tta: int | None = None) -> dict | None:
+    """Recompute every finished fold's OOF and test predictions from its best checkpoint; with tta=N, TTA-N
+    predictions go to fold<k>/oof_ttaN.csv and join in <exp>/ttaN/ (a leaderboard row of its own)."""
+    exp = load_experiment(root, comp_name, exp_name, overrides, run_name=run_name)
+    device = resolve_device(exp.cfg.train.device)
+    done = _finished_folds(exp)
+    for k in done:
+        if tta:
+            _predict_fold_tta(exp, k, tta, device)
+        else:
+            _predict_fold(exp, k, _new_model(exp), device, exp.fold_dir(k))
+        print(f"fold {k}: {f'TTA-{tta} ' if tta else ''}predictions written to {exp.fold_dir(k)}")
+    return aggregate(exp, f"tta{tta}" if tta else "")
+
+
+def _predict_fold_tta(exp: Experiment, k: int, n_views: int, device: torch.device) -> None:
+    cfg, spec = exp.cfg, exp.cfg.tta
+    model, image_size = _load_best(exp, k, device)
+    _, valid_ds, test_ds, valid_mask = _fold_datasets(exp, k)
+    plain = _eval_transform(exp)(image_size)
+    augmented = build_transform(cfg, exp.mean, exp.std, train=True, image_size=image_size, augment=spec.augment)
+    per_batch = max(1, cfg.data.batch_size * 2 // n_views)
+    id_col, task = exp.comp.cfg.id_column, exp.comp.cfg.task
+    predictions = {}
+    for split, dataset in (("oof", valid_ds), ("test", test_ds)):
+        # Test rows get seeds offset past the training rows: no two samples share a view stream.
+        offset = 0 if split == "oof" else len(exp.train_df)
+        views = ViewsDataset(dataset, plain, augmented, n_views, spec.seed + offset, spec.include_plain)
+        desc = f"fold {k} {split} TTA-{n_views}"
+        predictions[split] = predict_tta(model, views, task, spec.combine, per_batch, device, cfg.data.num_workers, desc=desc)
+    oof = _prediction_frame(exp.train_df[id_col][valid_mask], predictions["oof"], exp.comp.classes, id_col, fold=k)
+    write_csv(oof, exp.fold_dir(k) / f"oof_tta{n_views}.csv")
+    write_csv(_prediction_frame(exp.test_df[id_col], predictions["test"], exp.comp.classes, id_col), exp.fold_dir(k) / f"test_tta{n_views}.csv")
+
+
+def embeddings(exp: Experiment, device: torch.device | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per fold: pre-logit embeddings of every training row and every test row by that fold's model.
+
+    Cached in fold<k>/embeddings.npz (invalidated with the fold, which a retrain replaces).
+    """
+    device = device or resolve_device(exp.cfg.train.device)
+    train_embeddings, test_embeddings = [], []
+    for k in _finished_folds(exp):
+        path = exp.fold_dir(k) / "embeddings.npz"
+        if not path.is_file():
+            model, image_size = _load_best(exp, k, device)
+            transform = _eval_transform(exp)(image_size)
+            paths = np.array(exp.train_paths, dtype=object)
+            every_train_row = ImageDataset(paths, None, transform, exp.train_images, exp.in_chans)
+            test_ds = ImageDataset(exp.test_paths, None, transform, exp.test_images, exp.in_chans)
+            batch = exp.cfg.data.batch_size * 2
+            arrays = {
+                "train": embed(model, every_train_row, batch, device, exp.cfg.data.num_workers, desc=f"fold {k} embed train"),
+                "test": embed(model, test_ds, batch, device, exp.cfg.data.num_workers, desc=f"fold {k} embed test"),
+            }
+            atomic_write(path, lambda tmp, arrays=arrays: np.savez(open(tmp, "wb"), **arrays))
+        with np.load(path) as saved:
+            train_embeddings.append(saved["train"])
+            test_embeddings.append(saved["test"])
+    if len(train_embeddings) < exp.n_folds:
+        raise SolverError(f"{exp.dir}: {len(train_embeddings)}/{exp.n_folds} folds have a checkpoint; kNN features need every fold")
+    return train_embeddings, test_embeddings
+
+
+def aggregate(exp: Experiment, variant: str = "") -> dict | None:
+    """Join the folds' OOF, average their test predictions, score; only once every fold is finished.
+
+    variant "" joins fold<k>/oof.csv into <exp>/; variant "tta8" joins fold<k>/oof_tta8.csv into <exp>/tta8/.
+    """
     comp, id_col = exp.comp, exp.comp.cfg.id_column
-    done = [k for k in range(exp.n_folds) if (exp.fold_dir(k) / "oof.csv").is_file()]
+    suffix = f"_{variant}" if variant else ""
+    out_dir = exp.dir / variant if variant else exp.dir
+    done = [k for k in range(exp.n_folds) if (exp.fold_dir(k) / f"oof{suffix}.csv").is_file()]
     if len(done) < exp.n_folds:
         print(f"{exp.dir}: {len(done)}/{exp.n_folds} folds finished; OOF, test predictions and CV are written when all are")
         return None
     check_same_config(exp)
     train_ids, test_ids = exp.train_df[id_col], exp.test_df[id_col]
-    oof = pd.concat([read_csv(exp.fold_dir(k) / "oof.csv", "fold predictions") for k in done])
+    oof = pd.concat([read_csv(exp.fold_dir(k) / f"oof{suffix}.csv", "fold predictions") for k in done])
     if set(oof[id_col]) != set(train_ids) or len(oof) != len(train_ids):
         raise SolverError(f"{exp.dir}: the folds' oof.csv files do not cover train.csv exactly once; retrain (the folds file changed?)")
     oof = oof.set_index(id_col).loc[train_ids].reset_index()
@@ -340,15 +426,15 @@ def aggregate(exp: Experiment) -> dict | None:
     fold_scores = [comp.metric(exp.y[exp.folds == k], probs[exp.folds == k]) for k in done]
     tests = []
     for k in done:
-        test = read_csv(exp.fold_dir(k) / "test.csv", "fold predictions")
+        test = read_csv(exp.fold_dir(k) / f"test{suffix}.csv", "fold predictions")
         if set(test[id_col]) != set(test_ids):
             raise SolverError(f"{exp.fold_dir(k) / 'test.csv'} has other ids than test.csv; run `make predict` to predict the current test set")
         tests.append(test.set_index(id_col).loc[test_ids, comp.classes].to_numpy(dtype=float))  # align by id, not row
     test_probs = np.mean(tests, axis=0)
     test = _prediction_frame(exp.test_df[id_col], test_probs, comp.classes, id_col)
     score = {
-        "source": exp.name,
-        "kind": "experiment",
+        "source": f"{exp.name}/{variant}" if variant else exp.name,
+        "kind": "tta" if variant.startswith("tta") else "experiment",
         "model": exp.cfg.model.name,
         "metric": comp.metric.name,
         "greater_is_better": comp.metric.greater_is_better,
@@ -358,12 +444,12 @@ def aggregate(exp: Experiment) -> dict | None:
         "git_sha": git_sha(comp.root),
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    write_csv(oof, exp.dir / "oof.csv")
-    write_csv(test, exp.dir / "test.csv")
-    write_yaml(exp.resolved_config(), exp.dir / "config.yaml")
-    write_json(score, exp.dir / "score.json")
+    write_csv(oof, out_dir / "oof.csv")
+    write_csv(test, out_dir / "test.csv")
+    write_yaml(exp.resolved_config(), out_dir / "config.yaml")
+    write_json(score, out_dir / "score.json")
     holdout = f", held-out {score['holdout']:.4f}" if score["holdout"] is not None else ""
-    print(f"{comp.name}/{exp.name}: CV {comp.metric.name} {score['cv']:.4f} (folds {', '.join(f'{s:.4f}' for s in fold_scores)}){holdout}")
+    print(f"{comp.name}/{score['source']}: CV {comp.metric.name} {score['cv']:.4f} (folds {', '.join(f'{s:.4f}' for s in fold_scores)}){holdout}")
     return score
 
 

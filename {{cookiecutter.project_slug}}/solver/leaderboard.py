@@ -10,11 +10,12 @@ from solver.atomic import write_csv
 from solver.competition import Competition
 
 COLUMNS = ["source", "kind", "model", "metric", "cv", "cv_std", "holdout", "folds", "time", "git_sha"]
+# kind: experiment, tta, knn, ensemble, stack
 
 
 def collect_scores(comp: Competition) -> pd.DataFrame:
     rows = []
-    for path in sorted(comp.runs_dir.glob("*/score.json")):
+    for path in sorted(comp.runs_dir.glob("**/score.json")):  # experiments, their TTA and kNN, ensembles, stacks
         score = json.loads(path.read_text())
         folds = score.get("fold_scores") or []
         rows.append({**score, "cv_std": pd.Series(folds).std() if len(folds) > 1 else None, "folds": len(folds)})

@@ -6,6 +6,12 @@ lists what is wrong.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +21,7 @@ from solver.atomic import write_csv
 from solver.competition import Competition, read_csv
 from solver.custom import load_function
 from solver.errors import SolverError
+from solver.provenance import git_sha
 
 
 def build_submission(comp: Competition, test_probs: pd.DataFrame, sample: pd.DataFrame) -> pd.DataFrame:
@@ -145,3 +152,63 @@ def make_submission(comp: Competition, source_dir: Path, out_path: Path | None =
     out_path = out_path or source_dir / "submission.csv"
     write_csv(sub, out_path)
     return out_path
+
+
+LEDGER_COLUMNS = ["time", "git_sha", "source", "kind", "metric", "cv", "holdout", "file", "sha256", "kaggle"]
+
+
+def record_submission(comp: Competition, source: str, path: Path, kaggle: bool = False) -> Path:
+    """Append a row to runs/<comp>/submissions.csv: what was submitted, from which source, with which CV."""
+    score = read_score(comp, source)
+    row = {
+        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "git_sha": git_sha(comp.root),
+        "source": source,
+        "kind": score.get("kind"),
+        "metric": score.get("metric"),
+        "cv": score.get("cv"),
+        "holdout": score.get("holdout"),
+        "file": str(path),
+        "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16],
+        "kaggle": kaggle,
+    }
+    ledger = comp.runs_dir / "submissions.csv"
+    previous = pd.read_csv(ledger) if ledger.is_file() else pd.DataFrame(columns=LEDGER_COLUMNS)
+    write_csv(pd.concat([previous, pd.DataFrame([row])], ignore_index=True), ledger)
+    return ledger
+
+
+def read_score(comp: Competition, source: str) -> dict:
+    path = comp.runs_dir / source / "score.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def kaggle_message(comp: Competition, source: str) -> str:
+    """'exp001/tta8 CV accuracy 0.99370': the leaderboard later shows what each submission was."""
+    score = read_score(comp, source)
+    return f"{source} CV {score['metric']} {score['cv']:.5f}" if score.get("cv") is not None else source
+
+
+def kaggle_credentials_present() -> bool:
+    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
+        return True
+    folder = Path(os.environ.get("KAGGLE_CONFIG_DIR", Path.home() / ".kaggle"))
+    return (folder / "kaggle.json").is_file()
+
+
+def kaggle_submit(comp: Competition, path: Path, message: str) -> str:
+    """Submit with the kaggle CLI; a clear message when the CLI, the credentials or the competition's slug is missing."""
+    if not comp.cfg.kaggle_slug:
+        raise SolverError(
+            f"kaggle_slug is not set in {comp.folder / 'competition.yaml'}: add the competition's Kaggle name, e.g. kaggle_slug: digit-recognizer"
+        )
+    exe = shutil.which("kaggle")
+    if exe is None:
+        raise SolverError("the kaggle CLI is not installed: pip install kaggle (the submission file is written and recorded; submit it by hand)")
+    if not kaggle_credentials_present():
+        raise SolverError("no Kaggle credentials: put kaggle.json in ~/.kaggle (or KAGGLE_CONFIG_DIR), or set KAGGLE_USERNAME and KAGGLE_KEY")
+    command = [exe, "competitions", "submit", "-c", comp.cfg.kaggle_slug, "-f", str(path), "-m", message]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        raise SolverError(f"kaggle competitions submit failed: {(result.stderr or result.stdout).strip()[-500:]}")
+    return result.stdout.strip()

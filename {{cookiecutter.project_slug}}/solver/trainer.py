@@ -149,7 +149,8 @@ class Trainer:
         self.optimizer = create_optimizer(self.model, spec)
         self.amp = amp_dtype(spec.amp, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == torch.float16)
-        self.ema = ModelEmaV3(self.model, decay=spec.ema_decay) if spec.ema_decay else None
+        # use_warmup: the EMA's decay grows from 0 towards ema_decay, so early random weights fade out fast.
+        self.ema = ModelEmaV3(self.model, decay=spec.ema_decay, use_warmup=True) if spec.ema_decay else None
         self.loss_fn = loss_function(task)
         self.num_classes = num_classes
         self.epochs, self.segments = plan_stages(cfg)
@@ -257,6 +258,7 @@ def fit(
         trainer.load_state_dict(torch.load(out_dir / "last.pt", map_location="cpu", weights_only=True))
         tqdm.write(f"{desc}: resuming at epoch {trainer.next_epoch} from {out_dir / 'last.pt'}")
     writer = SummaryWriter(log_dir=str(out_dir / "tb"), purge_step=trainer.next_epoch)
+    started = time.perf_counter()
     try:
         for ep in trainer.epochs[trainer.next_epoch - 1 :]:
             if ep.stage <= trainer.skip_to_stage:
@@ -305,7 +307,10 @@ def fit(
             trainer.history.append(row)
             trainer.next_epoch = ep.epoch + 1
             stage_ends = ep.epoch == len(trainer.epochs) or trainer.epochs[ep.epoch].stage != ep.stage
-            if spec.early_stopping_patience and trainer.stale >= spec.early_stopping_patience and not stage_ends:
+            if spec.time_budget_minutes and time.perf_counter() - started > 60 * spec.time_budget_minutes:
+                trainer.skip_to_stage = trainer.epochs[-1].stage  # every remaining stage is skipped: the run ends
+                tqdm.write(f"{desc}: time budget of {spec.time_budget_minutes} minutes spent after epoch {ep.epoch}")
+            elif spec.early_stopping_patience and trainer.stale >= spec.early_stopping_patience and not stage_ends:
                 trainer.skip_to_stage = ep.stage
                 tqdm.write(f"{desc}: early stop of stage {ep.stage}, {metric.name} did not improve for {trainer.stale} epochs")
             save_torch({**trainer.state_dict(), "meta": meta, "epoch": ep.epoch, "score": score}, out_dir / "last.pt")

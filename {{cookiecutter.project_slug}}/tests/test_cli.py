@@ -38,5 +38,5 @@ def test_train_then_submit_then_leaderboard_from_the_command_line(repo, tmp_path
 
 def test_submit_without_predictions_is_one_line(repo, tmp_path):
     make_competition(tmp_path)
-    result = run(repo, tmp_path, "submit.py", "--comp", "synth", "--exp", "nothing")
-    assert result.returncode == 2 and "Traceback" not in result.stderr and "no test predictions for nothing" in result.stderr
+    result = run(repo, tmp_path, "submit.py", "--comp", "synth", "--source", "nothing")
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "source 'nothing'" in result.stderr and "does not exist" in result.stderr

@@ -21,6 +21,7 @@ RECIPE = {
         "clip_grad_norm": 1.0,
         "ema_decay": 0.9,
         "amp": "bf16",
+        "channels_last": True,
         "early_stopping_patience": None,
     },
 }
@@ -44,3 +45,12 @@ def test_multilabel_with_mixup_and_cutmix(tmp_path):
     recipe = {**RECIPE, "train": {"epochs": 2, "mixup_alpha": 0.4, "cutmix_alpha": 1.0, "lr": 3e-3, "early_stopping_patience": None}}
     make_competition(tmp_path, task="multilabel", experiment=recipe)
     assert train_experiment(tmp_path, "synth", "tiny") is not None
+
+
+def test_time_budget_ends_the_run_and_run_name_picks_the_folder(tmp_path):
+    make_competition(tmp_path)
+    score = train_experiment(tmp_path, "synth", "tiny", overrides=["train.epochs=50", "train.time_budget_minutes=0.0001"], run_name="budget")
+    assert score is not None and score["source"] == "budget"
+    for k in (0, 1):
+        assert len(pd.read_csv(tmp_path / f"runs/synth/budget/fold{k}/metrics.csv")) == 1  # stopped after the first epoch
+    assert not (tmp_path / "runs/synth/tiny").exists()

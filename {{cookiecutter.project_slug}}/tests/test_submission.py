@@ -1,3 +1,9 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -155,3 +161,63 @@ def test_custom_submission_function(tmp_path):
     sub = pd.read_csv(path, dtype=str)
     worst = preds.set_index("id").loc[sub["id"], comp.classes].to_numpy().argmin(1)
     assert sub["label"].tolist() == [comp.classes[k] for k in worst]
+
+
+def _fake_kaggle(tmp_path, monkeypatch) -> Path:
+    """A kaggle executable on PATH that records its arguments, and credentials in the environment."""
+    bin_dir = tmp_path / "fakebin"
+    bin_dir.mkdir()
+    calls = tmp_path / "kaggle_calls.txt"
+    script = bin_dir / "kaggle"
+    script.write_text(f'#!/bin/sh\necho "$@" >> {calls}\necho "Successfully submitted"\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return calls
+
+
+def test_submit_records_a_ledger_row_and_kaggle_gets_the_cv(repo, tmp_path, monkeypatch):
+    make_competition(tmp_path, kaggle_slug="synth-comp")
+    comp = Competition.load(tmp_path, "synth")
+    source = tmp_path / "runs/synth/e"
+    fake_test_predictions(comp, source)
+    (source / "score.json").write_text(json.dumps({"kind": "experiment", "metric": "accuracy", "cv": 0.91234, "holdout": None}))
+    run = lambda *extra: subprocess.run(  # noqa: E731
+        [sys.executable, str(repo / "bin/submit.py"), "--root", str(tmp_path), "--comp", "synth", "--source", "e", *extra],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HOME": str(tmp_path), "KAGGLE_USERNAME": "", "KAGGLE_KEY": ""},
+    )
+    first = run()
+    assert first.returncode == 0, first.stderr
+    ledger = pd.read_csv(tmp_path / "runs/synth/submissions.csv")
+    assert ledger[["source", "cv", "kaggle"]].values.tolist() == [["e", 0.91234, False]]
+    no_cli = run("--kaggle")
+    assert no_cli.returncode == 2 and "kaggle CLI is not installed" in no_cli.stderr
+    calls = _fake_kaggle(tmp_path, monkeypatch)
+    no_credentials = subprocess.run(
+        [sys.executable, str(repo / "bin/submit.py"), "--root", str(tmp_path), "--comp", "synth", "--source", "e", "--kaggle"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
+    assert no_credentials.returncode == 2 and "no Kaggle credentials" in no_credentials.stderr
+    monkeypatch.setenv("KAGGLE_USERNAME", "me")
+    monkeypatch.setenv("KAGGLE_KEY", "secret")
+    ok = subprocess.run(
+        [sys.executable, str(repo / "bin/submit.py"), "--root", str(tmp_path), "--comp", "synth", "--source", "e", "--kaggle"],
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "competitions submit -c synth-comp -f" in calls.read_text() and "-m e CV accuracy 0.91234" in calls.read_text()
+    assert pd.read_csv(tmp_path / "runs/synth/submissions.csv")["kaggle"].tolist() == [False, False, False, True]
+
+
+def test_unknown_source_lists_the_sources(repo, tmp_path):
+    make_competition(tmp_path)
+    comp = Competition.load(tmp_path, "synth")
+    fake_test_predictions(comp, tmp_path / "runs/synth/exp9")
+    result = subprocess.run(
+        [sys.executable, str(repo / "bin/submit.py"), "--root", str(tmp_path), "--comp", "synth", "--source", "exp1"], capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "sources with test predictions: exp9" in result.stderr

@@ -1,0 +1,93 @@
+import numpy as np
+import pytest
+
+from solver.ensemble import caruana_oof_fold_safe, caruana_weights, check_compatible, mean_ensemble, rank_average, weighted_average
+from solver.errors import SolverError
+from solver.metrics import get_metric
+
+N, C = 400, 4
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def models(strengths: list[float], seed: int = 0):
+    """Labels and one noisy 'experiment' per strength: larger strength, better model."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, C, N)
+    onehot = np.eye(C)[y]
+    return y, [softmax(onehot * s + rng.normal(0, 1.5, (N, C))) for s in strengths]
+
+
+def test_mean_and_weighted_math():
+    a, b = np.array([[0.2, 0.8], [0.6, 0.4]]), np.array([[0.4, 0.6], [1.0, 0.0]])
+    np.testing.assert_allclose(mean_ensemble([a, b]), [[0.3, 0.7], [0.8, 0.2]])
+    np.testing.assert_allclose(weighted_average([a, b], np.array([3.0, 1.0])), 0.75 * a + 0.25 * b)
+    np.testing.assert_allclose(weighted_average([a, b], np.array([1.0, 0.0])), a)
+    with pytest.raises(SolverError, match="2 weights for 3"):
+        weighted_average([a, b, a], np.array([1.0, 1.0]))
+    with pytest.raises(SolverError, match="non-negative"):
+        weighted_average([a, b], np.array([1.0, -1.0]))
+    with pytest.raises(SolverError, match="shape"):
+        mean_ensemble([a, b[:1]])
+
+
+def test_rank_average():
+    _, probs = models([1.0, 2.0])
+    r = rank_average(probs)
+    assert r.shape == (N, C) and r.min() >= 0 and r.max() <= 1
+    np.testing.assert_allclose(rank_average([np.array([[0.1], [0.9], [0.5]])]), [[0.0], [1.0], [0.5]])
+    # A monotone transform of an input leaves the rank average unchanged: calibration does not matter.
+    np.testing.assert_allclose(rank_average([probs[0], probs[1]]), rank_average([probs[0], probs[1] ** 3]))
+
+
+@pytest.mark.parametrize("name", ["log_loss", "accuracy"])
+def test_caruana_prefers_better_model_and_never_loses(name):
+    metric = get_metric(name, "multiclass")
+    y, probs = models([0.5, 3.0, 1.5, 2.5], seed=1)
+    w = caruana_weights(probs, y, metric, iterations=30)
+    assert w.sum() == pytest.approx(1) and (w >= 0).all()
+    assert w[1] == w.max() and w[1] > w[0]
+    blend = weighted_average(probs, w)
+    best_single = max(probs, key=lambda p: metric(y, p) * (1 if metric.greater_is_better else -1))
+    assert not metric.better(metric(y, best_single), metric(y, blend))
+
+
+def test_caruana_deterministic_ties_and_zero_iterations():
+    metric = get_metric("log_loss", "multiclass")
+    y, (p,) = models([2.0])
+    np.testing.assert_array_equal(caruana_weights([p, p, p], y, metric), [1, 0, 0])  # identical models: lowest index
+    y, probs = models([1.0, 3.0])
+    np.testing.assert_array_equal(caruana_weights(probs, y, metric, iterations=0), [0, 1])
+    np.testing.assert_allclose(caruana_weights(probs, y, metric, iterations=0, init_best=2), [0.5, 0.5])
+
+
+def test_caruana_fold_safe():
+    metric = get_metric("log_loss", "multiclass")
+    y, probs = models([1.0, 2.0, 2.0, 0.5], seed=2)
+    folds = np.arange(N) % 4
+    oof, w = caruana_oof_fold_safe(probs, y, folds, metric, iterations=20)
+    assert oof.shape == (N, C)
+    np.testing.assert_allclose(oof.sum(1), 1)
+    np.testing.assert_allclose(w, caruana_weights(probs, y, metric, iterations=20))
+    # Fitted on its own rows the blend can only look better than the honest fold-safe estimate.
+    assert metric(y, weighted_average(probs, w)) <= metric(y, oof) + 1e-12
+    # Fold 0's blend depends only on the other folds' labels.
+    y2 = y.copy()
+    y2[folds == 0] = (y2[folds == 0] + 1) % C
+    oof2, _ = caruana_oof_fold_safe(probs, y2, folds, metric, iterations=20)
+    np.testing.assert_array_equal(oof[folds == 0], oof2[folds == 0])
+
+
+def test_check_compatible():
+    check_compatible(["a", "b"], [["cat", "dog"], ["cat", "dog"]], ["h1", "h1"])
+    with pytest.raises(SolverError, match=r"'exp1' and 'exp2'.*class 1 is 'dog' in 'exp1' but 'fox' in 'exp2'"):
+        check_compatible(["exp1", "exp2"], [["cat", "dog"], ["cat", "fox"]], ["h", "h"])
+    with pytest.raises(SolverError, match="different order"):
+        check_compatible(["exp1", "exp2"], [["cat", "dog"], ["dog", "cat"]], ["h", "h"])
+    with pytest.raises(SolverError, match="'exp3' has class 'eel' that 'exp1' lacks"):
+        check_compatible(["exp1", "exp3"], [["cat", "dog"], ["cat", "dog", "eel"]], ["h", "h"])
+    with pytest.raises(SolverError, match="'exp1' and 'exp2' were trained on different folds files"):
+        check_compatible(["exp1", "exp2"], [["cat"], ["cat"]], ["h1", "h2"])

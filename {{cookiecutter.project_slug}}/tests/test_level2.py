@@ -1,0 +1,91 @@
+"""kNN features, ensembles and stacks as stages: leaderboard rows, fold safety, clear errors."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from solver.competition import Competition
+from solver.errors import SolverError
+from solver.experiment import predict_experiment, train_experiment
+from solver.leaderboard import write_leaderboard
+from solver.level2 import ensemble_stage, knn_stage, stack_stage
+from solver.submission import make_submission
+from tests.synthetic import TINY_EXPERIMENT, make_competition
+
+
+def _write(path, data):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data))
+
+
+def _two_experiments(tmp_path, shuffle_labels=False, n_train=96):
+    make_competition(tmp_path, n_train=n_train, experiment={**TINY_EXPERIMENT, "train": {**TINY_EXPERIMENT["train"], "epochs": 3}})
+    if shuffle_labels:
+        path = tmp_path / "data/synth/train.csv"
+        train = pd.read_csv(path)
+        train["label"] = np.random.default_rng(1).permutation(train["label"].to_numpy())
+        train.to_csv(path, index=False)
+    other = {**TINY_EXPERIMENT, "model": {"name": "test_efficientnet"}, "train": {**TINY_EXPERIMENT["train"], "epochs": 3, "seed": 7}}
+    _write(tmp_path / "synth/configs/tiny2.yaml", other)
+    train_experiment(tmp_path, "synth", "tiny")
+    train_experiment(tmp_path, "synth", "tiny2")
+    _write(tmp_path / "synth/stacks/stack1.yaml", {"inputs": ["tiny", "tiny2"], "knn": ["tiny"], "lgbm": {"min_data_in_leaf": 5, "inner_folds": 2}})
+    _write(tmp_path / "synth/ensembles/ens_mean.yaml", {"inputs": ["tiny", "tiny2"]})
+    _write(tmp_path / "synth/ensembles/ens_caruana.yaml", {"inputs": ["tiny", "tiny2", "tiny/tta2"], "method": "caruana", "iterations": 5})
+
+
+def test_every_stage_adds_a_leaderboard_row_and_can_be_submitted(tmp_path):
+    _two_experiments(tmp_path)
+    predict_experiment(tmp_path, "synth", "tiny", tta=2)
+    knn = knn_stage(tmp_path, "synth", "tiny")
+    assert knn["kind"] == "knn" and 0 <= knn["recall_at_k"] <= 1
+    features = pd.read_csv(tmp_path / "runs/synth/tiny/knn/features_oof.csv")
+    assert {"knn_p_0", "knn_d_0", "knn_top_0"} <= set(features.columns)
+    ensemble_stage(tmp_path, "synth", "ens_mean")
+    caruana = ensemble_stage(tmp_path, "synth", "ens_caruana")
+    assert set(caruana["weights"]) == {"tiny", "tiny2", "tiny/tta2"} and sum(caruana["weights"].values()) == pytest.approx(1)
+    stack = stack_stage(tmp_path, "synth", "stack1")
+    assert stack["kind"] == "stack"
+    comp = Competition.load(tmp_path, "synth")
+    board, text = write_leaderboard(comp)
+    assert set(board["source"]) == {"tiny", "tiny2", "tiny/tta2", "tiny/knn", "ens_mean", "ens_caruana", "stack1"}
+    assert set(board["kind"]) == {"experiment", "tta", "knn", "ensemble", "stack"}
+    for source in ("tiny/knn", "ens_caruana", "stack1"):
+        assert make_submission(comp, tmp_path / "runs/synth" / source).is_file()
+
+
+def test_shuffled_labels_keep_knn_and_stack_at_chance(tmp_path):
+    """Leakage test: labels independent of the images; a fold-safe stage cannot beat chance (1/3)."""
+    _two_experiments(tmp_path, shuffle_labels=True, n_train=150)
+    knn = knn_stage(tmp_path, "synth", "tiny")
+    stack = stack_stage(tmp_path, "synth", "stack1")
+    assert knn["cv"] < 0.48 and stack["cv"] < 0.48, (knn["cv"], stack["cv"])
+
+
+def test_bad_level2_inputs_are_clear_errors(tmp_path):
+    make_competition(tmp_path)
+    train_experiment(tmp_path, "synth", "tiny", folds=[0])  # one fold only: no OOF file yet
+    _write(tmp_path / "synth/stacks/s.yaml", {"inputs": ["tiny"]})
+    with pytest.raises(SolverError, match=r"source 'tiny' has no oof.csv .*train all its folds"):
+        stack_stage(tmp_path, "synth", "s")
+    with pytest.raises(SolverError, match=r"stacks/nope.yaml not found; stacks of synth: s"):
+        stack_stage(tmp_path, "synth", "nope")
+    train_experiment(tmp_path, "synth", "tiny", folds=[1])
+    _write(tmp_path / "synth/stacks/k.yaml", {"inputs": ["tiny"], "knn": ["tiny"]})
+    with pytest.raises(SolverError, match=r"no kNN features for 'tiny'.*make knn COMP=synth EXP=tiny"):
+        stack_stage(tmp_path, "synth", "k")
+    # Another experiment trained on other folds (the folds file was remade) cannot join.
+    run = tmp_path / "runs/synth/tiny"
+    other = tmp_path / "runs/synth/other"
+    other.mkdir()
+    for name in ("oof.csv", "test.csv"):
+        (other / name).write_bytes((run / name).read_bytes())
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    _write(other / "config.yaml", {**config, "folds_hash": "0123456789abcdef"})
+    _write(tmp_path / "synth/ensembles/e.yaml", {"inputs": ["tiny", "other"]})
+    with pytest.raises(SolverError, match="folds"):
+        ensemble_stage(tmp_path, "synth", "e")
+    _write(other / "config.yaml", {**config, "classes": ["cat", "dog", "wolf"]})
+    with pytest.raises(SolverError, match="class"):
+        ensemble_stage(tmp_path, "synth", "e")

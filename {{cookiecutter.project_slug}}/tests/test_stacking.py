@@ -1,0 +1,112 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from solver.errors import SolverError
+from solver.metrics import get_metric
+from solver.stacking import StackSettings, stack_lgbm
+
+# Small and quick: few rows, a coarse learning rate, and a short patience keep every stack under a second or two.
+FAST = StackSettings(num_boost_round=300, early_stopping_rounds=20, learning_rate=0.1, num_threads=1)
+N, C, K = 800, 4, 5
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def complementary(seed: int = 0, n: int = N):
+    """Two 'experiments': A sees classes 0 and 1 clearly, B sees classes 2 and 3; each is guessing on the other half."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, C, n)
+    onehot = np.eye(C)[y]
+    strength_a = np.where(y < 2, 4.0, 0.0)[:, None]
+    strength_b = np.where(y >= 2, 4.0, 0.0)[:, None]
+    a = softmax(onehot * strength_a + rng.normal(0, 1, (n, C)))
+    b = softmax(onehot * strength_b + rng.normal(0, 1, (n, C)))
+    folds = np.arange(n) % K
+    rng.shuffle(folds)
+    return y, folds, a, b
+
+
+def frame(*probs: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(np.hstack(probs), columns=[f"exp{m}:c{j}" for m in range(len(probs)) for j in range(C)])
+
+
+def test_multiclass_stack_beats_complementary_inputs():
+    y, folds, a, b = complementary()
+    X = frame(a, b)
+    oof, test, info = stack_lgbm(X, y, folds, X.iloc[:100], "multiclass", C, FAST, progress=False)
+    assert oof.shape == (N, C) and test.shape == (100, C)
+    np.testing.assert_allclose(test.sum(1), 1, atol=1e-9)
+    np.testing.assert_allclose(oof.sum(1), 1, atol=1e-9)
+    loss, acc = get_metric("log_loss", "multiclass"), get_metric("accuracy", "multiclass")
+    assert loss(y, oof) <= min(loss(y, a), loss(y, b))
+    assert acc(y, oof) >= max(acc(y, a), acc(y, b)) + 0.1  # each input is right on about 60%, together they cover all classes
+    assert len(info["best_rounds"]) == K and all(r >= 1 for r in info["best_rounds"])
+    assert set(info["feature_importance"]) == set(X.columns)  # names with ':' survive: LightGBM sees plain arrays
+
+
+def test_multilabel_stack_shapes_and_constant_label():
+    rng = np.random.default_rng(1)
+    n, L = 600, 3
+    folds = np.arange(n) % K
+    y = (rng.random((n, L)) < 0.4).astype(int)
+    y[:, 2] = 0
+    y[(folds == 0) & (rng.random(n) < 0.3), 2] = 1  # positives only in fold 0: its training part sees label 2 constant
+    p = 1 / (1 + np.exp(-(3 * (2 * y - 1) + rng.normal(0, 1.5, (n, L)))))
+    X = pd.DataFrame(p, columns=["a", "b", "c"])
+    oof, test, info = stack_lgbm(X, y, folds, X.iloc[:50], "multilabel", L, FAST, progress=False)
+    assert oof.shape == (n, L) and test.shape == (50, L)
+    assert ((oof >= 0) & (oof <= 1)).all()
+    assert info["best_rounds"][0][2] == 0 and (oof[folds == 0, 2] == 0).all()  # training mean of an all-zero label
+    assert all(len(r) == L for r in info["best_rounds"])
+    assert get_metric("roc_auc", "multilabel")(y[:, :2], oof[:, :2]) > 0.9
+
+
+def test_shuffled_labels_give_chance_accuracy():
+    """Features carry no information about shuffled labels: an honest stack's OOF cannot beat chance."""
+    y, folds, a, b = complementary(seed=2)
+    y = np.random.default_rng(3).permutation(y)
+    X = frame(a, b)
+    oof, _, _ = stack_lgbm(X, y, folds, X.iloc[:10], "multiclass", C, FAST, progress=False)
+    assert abs((oof.argmax(1) == y).mean() - 1 / C) <= 0.08
+
+
+def test_fold_rounds_do_not_see_fold_labels():
+    """Round count and OOF predictions for fold f must not change when only fold f's labels change."""
+    y, folds, a, b = complementary(seed=4)
+    X = frame(a, b)
+    f = 2
+    scrambled = y.copy()
+    scrambled[folds == f] = np.random.default_rng(5).permutation(y[folds == f])
+    scrambled[folds == f] = (scrambled[folds == f] + 1) % C  # make sure fold f's labels really differ
+    oof1, _, info1 = stack_lgbm(X, y, folds, X.iloc[:10], "multiclass", C, FAST, progress=False)
+    oof2, _, info2 = stack_lgbm(X, scrambled, folds, X.iloc[:10], "multiclass", C, FAST, progress=False)
+    assert info1["best_rounds"][f] == info2["best_rounds"][f]
+    np.testing.assert_array_equal(oof1[folds == f], oof2[folds == f])
+    assert info1["best_rounds"] != info2["best_rounds"] or not np.array_equal(oof1, oof2)  # the other folds did see the change
+
+
+def test_mismatched_columns_name_the_column():
+    y, folds, a, b = complementary(n=100)
+    X = frame(a, b)
+    X_test = X.rename(columns={"exp1:c2": "exp9:c2"})
+    with pytest.raises(SolverError, match="exp1:c2"):
+        stack_lgbm(X, y, folds, X_test, "multiclass", C, FAST, progress=False)
+    with pytest.raises(SolverError, match="first extra column 'exp1:c3'"):
+        stack_lgbm(X, y, folds, X.iloc[:, :-1], "multiclass", C, FAST, progress=False)
+
+
+def test_bad_rows_and_folds():
+    y, folds, a, b = complementary(n=100)
+    X = frame(a, b)
+    with pytest.raises(SolverError, match="folds 99"):
+        stack_lgbm(X, y, folds[:-1], X, "multiclass", C, FAST, progress=False)
+    missing = X.copy()
+    missing.iloc[7, 3] = np.nan
+    with pytest.raises(SolverError, match="row 7"):
+        stack_lgbm(missing, y, folds, X, "multiclass", C, FAST, progress=False)
+    with pytest.raises(SolverError, match="objective"):
+        stack_lgbm(X, y, folds, X, "multiclass", C, StackSettings(extra_params={"objective": "regression"}), progress=False)

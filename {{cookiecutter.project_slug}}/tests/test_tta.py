@@ -1,0 +1,80 @@
+"""TTA views, averaging, the TTA stage as a leaderboard source, and embeddings."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from solver.competition import Competition
+from solver.config import ExperimentConfig
+from solver.data import ImageDataset, build_transform
+from solver.errors import SolverError
+from solver.experiment import embeddings, load_experiment, predict_experiment, train_experiment
+from solver.leaderboard import write_leaderboard
+from solver.submission import make_submission
+from solver.tta import ViewsDataset, combine_views
+from tests.synthetic import make_competition
+
+
+def test_combine_views():
+    logits = torch.tensor([[[2.0, 0.0], [0.0, 0.0]]])  # one sample, two views, two classes
+    p = logits.softmax(-1)[0]
+    torch.testing.assert_close(combine_views(logits, "multiclass", "probabilities")[0], p.mean(0))
+    torch.testing.assert_close(combine_views(logits, "multiclass", "logits")[0], logits[0].mean(0).softmax(0))
+    geometric = (p.log().mean(0)).exp()
+    torch.testing.assert_close(combine_views(logits, "multiclass", "geometric")[0], geometric / geometric.sum())
+    torch.testing.assert_close(combine_views(logits, "multilabel", "probabilities")[0], logits[0].sigmoid().mean(0))
+    with pytest.raises(SolverError, match="valid: probabilities, logits, geometric"):
+        combine_views(logits, "multiclass", "median")
+
+
+def _views(tmp_path, n_views, seed=0):
+    import cv2
+
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.random.default_rng(i).integers(0, 255, (16, 16, 3), dtype=np.uint8))
+    cfg = ExperimentConfig.model_validate({"data": {"image_size": 16}, "augment": {"train": [{"name": "Affine", "rotate": [-30, 30], "p": 1}]}})
+    base = ImageDataset([tmp_path / f"{i}.png" for i in range(3)], None, None, channels=3)
+    plain = build_transform(cfg, [0.5] * 3, [0.25] * 3, train=False)
+    augmented = build_transform(cfg, [0.5] * 3, [0.25] * 3, train=True)
+    return ViewsDataset(base, plain, augmented, n_views, seed), plain, base
+
+
+def test_views_are_seeded_per_sample_and_start_with_the_plain_image(tmp_path):
+    views, plain, base = _views(tmp_path, 128)
+    x, _ = views[1]
+    assert x.shape == (128, 3, 16, 16)
+    assert torch.equal(x[0], plain(image=base.image(1))["image"])
+    assert not torch.equal(x[1], x[2])  # random views differ
+    assert torch.equal(views[1][0], x)  # the same sample gives the same views again
+    assert not torch.equal(views[2][0][1:], x[1:])
+
+
+def test_tta_stage_is_a_source_with_its_own_leaderboard_row(tmp_path):
+    make_competition(tmp_path)
+    train_experiment(tmp_path, "synth", "tiny")
+    score = predict_experiment(tmp_path, "synth", "tiny", tta=4)
+    assert score["source"] == "tiny/tta4" and score["kind"] == "tta"
+    run = tmp_path / "runs/synth/tiny"
+    oof = pd.read_csv(run / "tta4/oof.csv", dtype={"id": str})
+    assert oof["id"].tolist() == Competition.load(tmp_path, "synth").read_train()["id"].tolist()
+    board, _ = write_leaderboard(Competition.load(tmp_path, "synth"))
+    assert set(board["source"]) == {"tiny", "tiny/tta4"}
+    assert make_submission(Competition.load(tmp_path, "synth"), run / "tta4").is_file()
+    # TTA-1 with the plain view only is the plain prediction.
+    predict_experiment(tmp_path, "synth", "tiny", tta=1)
+    plain = pd.read_csv(run / "oof.csv")
+    one = pd.read_csv(run / "tta1/oof.csv")
+    np.testing.assert_allclose(one.iloc[:, 2:].to_numpy(), plain.iloc[:, 2:].to_numpy(), atol=1e-5)
+
+
+def test_embeddings_per_fold_are_pre_logits_and_cached(tmp_path):
+    make_competition(tmp_path)
+    train_experiment(tmp_path, "synth", "tiny")
+    exp = load_experiment(tmp_path, "synth", "tiny")
+    train_emb, test_emb = embeddings(exp)
+    assert len(train_emb) == 2 and train_emb[0].shape[0] == len(exp.train_df) and test_emb[1].shape[0] == len(exp.test_df)
+    cached = tmp_path / "runs/synth/tiny/fold0/embeddings.npz"
+    assert cached.is_file()
+    again, _ = embeddings(exp)
+    np.testing.assert_array_equal(again[0], train_emb[0])
