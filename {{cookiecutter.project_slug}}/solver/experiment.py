@@ -193,7 +193,7 @@ def _new_model(exp: Experiment) -> torch.nn.Module:
 
 # Settings that change where or how fast a fold trains, or only how it predicts, not what it learns.
 RUNTIME_KEYS = {"train.folds", "train.device", "data.num_workers"}
-RUNTIME_PREFIXES = ("tta.",)
+RUNTIME_PREFIXES = ("tta.", "knn.")
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
