@@ -42,12 +42,13 @@ def main() -> None:
         raise SolverError("the demo trains every fold; drop train.folds from the overrides")
     if args.full:
         train_experiment(args.root, args.comp, SECOND)
-        predict_experiment(args.root, args.comp, FIRST, tta=8)
-        knn_stage(args.root, args.comp, FIRST)
+        predict_experiment(args.root, args.comp, FIRST, overrides=args.overrides, tta=8)
+        knn_stage(args.root, args.comp, FIRST, overrides=args.overrides)
         ensemble_stage(args.root, args.comp, "ens001")
         stack_stage(args.root, args.comp, "stack001")
     board, text = write_leaderboard(comp)
-    best = board.iloc[0]  # sorted by CV: the source to submit is chosen on CV, never on the held-out answers
+    fresh = board[~board["stale"].astype(bool)]
+    best = fresh.iloc[0]  # sorted by CV: the source to submit is chosen on CV, never on the held-out answers
     path = make_submission(comp, comp.runs_dir / best["source"])
     record_submission(comp, best["source"], path)
     print(f"submission of {best['source']} (best CV) validated against {comp.cfg.sample_submission} and written to {path}")

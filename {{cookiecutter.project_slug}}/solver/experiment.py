@@ -382,6 +382,14 @@ def embeddings(exp: Experiment, device: torch.device | None = None) -> tuple[lis
     train_embeddings, test_embeddings = [], []
     for k in _finished_folds(exp):
         path = exp.fold_dir(k) / "embeddings.npz"
+        ids_key = hashlib.sha256("\n".join([*exp.train_df[exp.comp.cfg.id_column], "|", *exp.test_df[exp.comp.cfg.id_column]]).encode()).hexdigest()[
+            :16
+        ]
+        if path.is_file():
+            with np.load(path) as saved:
+                made_for = str(saved["ids_key"]) if "ids_key" in saved.files else ""
+            if made_for != ids_key:  # made for another train/test set: recompute
+                path.unlink()
         if not path.is_file():
             model, image_size = _load_best(exp, k, device)
             transform = _eval_transform(exp)(image_size)
@@ -390,6 +398,7 @@ def embeddings(exp: Experiment, device: torch.device | None = None) -> tuple[lis
             test_ds = ImageDataset(exp.test_paths, None, transform, exp.test_images, exp.in_chans)
             batch = exp.cfg.data.batch_size * 2
             arrays = {
+                "ids_key": np.array(ids_key),
                 "train": embed(model, every_train_row, batch, device, exp.cfg.data.num_workers, desc=f"fold {k} embed train"),
                 "test": embed(model, test_ds, batch, device, exp.cfg.data.num_workers, desc=f"fold {k} embed test"),
             }

@@ -8,8 +8,9 @@ import pandas as pd
 
 from solver.atomic import write_csv
 from solver.competition import Competition
+from solver.submission import stale_inputs
 
-COLUMNS = ["source", "kind", "model", "metric", "cv", "cv_std", "holdout", "folds", "time", "git_sha"]
+COLUMNS = ["source", "kind", "model", "metric", "cv", "cv_std", "holdout", "folds", "stale", "time", "git_sha"]
 # kind: experiment, tta, knn, ensemble, stack
 
 
@@ -18,7 +19,8 @@ def collect_scores(comp: Competition) -> pd.DataFrame:
     for path in sorted(comp.runs_dir.glob("**/score.json")):  # experiments, their TTA and kNN, ensembles, stacks
         score = json.loads(path.read_text())
         folds = score.get("fold_scores") or []
-        rows.append({**score, "cv_std": pd.Series(folds).std() if len(folds) > 1 else None, "folds": len(folds)})
+        stale = stale_inputs(path.parent) is not None  # an ensemble or stack whose inputs were recomputed since
+        rows.append({**score, "cv_std": pd.Series(folds).std() if len(folds) > 1 else None, "folds": len(folds), "stale": stale})
     df = pd.DataFrame(rows, columns=COLUMNS)
     if len(df):
         df = df.sort_values("cv", ascending=not comp.metric.greater_is_better, kind="stable").reset_index(drop=True)

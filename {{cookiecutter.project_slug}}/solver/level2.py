@@ -28,6 +28,7 @@ from solver.folds import load_folds
 from solver.knn import KnnSettings, NeighbourIndex, fold_safe_knn_features, recall_at_k
 from solver.provenance import git_sha
 from solver.stacking import StackSettings, stack_lgbm
+from solver.submission import files_hash
 
 
 @dataclass
@@ -101,10 +102,9 @@ def write_source(comp: Competition, name: str, kind: str, oof: np.ndarray, test:
     test_out.insert(0, id_col, test_df[id_col].to_numpy())
     write_csv(oof_df, out / "oof.csv")
     write_csv(test_out, out / "test.csv")
-    write_yaml(
-        {"kind": kind, "classes": comp.classes, "folds_hash": folds_hash(comp), **{k: v for k, v in extra.items() if k != "inputs"}},
-        out / "config.yaml",
-    )
+    config = {"kind": kind, "classes": comp.classes, "folds_hash": folds_hash(comp), **{k: v for k, v in extra.items() if k != "inputs"}}
+    config["input_hashes"] = input_hashes(comp, extra.get("inputs", []), extra.get("knn", []))
+    write_yaml(config, out / "config.yaml")
     write_json(score, out / "score.json")
     holdout = f", held-out {score['holdout']:.4f}" if score["holdout"] is not None else ""
     print(f"{comp.name}/{name}: CV {comp.metric.name} {score['cv']:.4f}{holdout}")
@@ -113,6 +113,15 @@ def write_source(comp: Competition, name: str, kind: str, oof: np.ndarray, test:
 
 # ----------------------------------------------------------------------------------------------------------
 # kNN features
+
+
+def input_hashes(comp: Competition, inputs: list[str], knn: list[str]) -> dict[str, str]:
+    """What a level-2 source was made from, so a retrained input makes it visibly stale (solver.submission.stale_inputs)."""
+    hashes = {name: files_hash([comp.runs_dir / name / "oof.csv", comp.runs_dir / name / "test.csv"]) for name in inputs}
+    for name in knn:
+        folder = comp.runs_dir / name / "knn"
+        hashes[f"{name}/knn"] = files_hash([folder / "features_oof.csv", folder / "features_test.csv"])
+    return hashes
 
 
 def knn_settings(exp_cfg) -> KnnSettings:
@@ -129,15 +138,15 @@ def knn_stage(root: Path, comp_name: str, exp_name: str, overrides=()) -> dict:
     oof_features, test_features, names = fold_safe_knn_features(train_emb, test_emb, exp.y, exp.folds, comp.num_classes, settings)
     recall = index_recall(train_emb[0][exp.folds != 0], train_emb[0][exp.folds == 0], settings)
     print(f"{comp.name}/{exp.name}/knn: {len(names)} features; HNSW recall@{settings.k} against exact search on fold 0: {recall:.4f}")
+    label_columns = [n for n in names if n.startswith("knn_p_")]
+    if not label_columns:  # scored as a source by its label distribution
+        raise SolverError("knn.features must include label_distribution for the kNN source to be scored; add it")
     out = exp.dir / "knn"
     id_col = comp.cfg.id_column
     for split, ids, features in (("oof", exp.train_df[id_col], oof_features), ("test", exp.test_df[id_col], test_features)):
         frame = pd.DataFrame(features, columns=names)
         frame.insert(0, id_col, ids.to_numpy())
         write_csv(frame, out / f"features_{split}.csv")
-    label_columns = [n for n in names if n.startswith("knn_p_")]
-    if not label_columns:  # scored as a source by its label distribution
-        raise SolverError("knn.features must include label_distribution for the kNN source to be scored; add it")
     oof_probs = pd.DataFrame(oof_features, columns=names)[label_columns].to_numpy()
     test_probs = pd.DataFrame(test_features, columns=names)[label_columns].to_numpy()
     extra = {

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from solver.atomic import write_csv
 from solver.competition import Competition, read_csv
@@ -138,6 +139,9 @@ def check_submission_format(comp: Competition) -> None:
 
 def make_submission(comp: Competition, source_dir: Path, out_path: Path | None = None) -> Path:
     """Read <source_dir>/test.csv, build and validate the submission, write it atomically."""
+    stale = stale_inputs(source_dir)
+    if stale:
+        raise SolverError(f"{source_dir.name} is stale: {stale}; run its stage again (make ensemble / make lgbm) before submitting it")
     test_path = source_dir / "test.csv"
     if not test_path.is_file():
         raise SolverError(f"{test_path} not found: no test predictions for {source_dir.name}; train all folds (or `make predict`) first")
@@ -152,6 +156,28 @@ def make_submission(comp: Competition, source_dir: Path, out_path: Path | None =
     out_path = out_path or source_dir / "submission.csv"
     write_csv(sub, out_path)
     return out_path
+
+
+def files_hash(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).read_bytes() if Path(path).is_file() else b"missing")
+    return digest.hexdigest()[:16]
+
+
+def stale_inputs(source_dir: Path) -> str | None:
+    """A level-2 source records the hashes of the files it was made from; a changed or missing one makes it stale."""
+    config_path = source_dir / "config.yaml"
+    if not config_path.is_file():
+        return None
+    recorded = (yaml.safe_load(config_path.read_text()) or {}).get("input_hashes") or {}
+    for relative, digest in recorded.items():
+        paths = [source_dir.parent / relative / name for name in ("oof.csv", "test.csv")]
+        if relative.endswith("/knn"):
+            paths = [source_dir.parent / relative / name for name in ("features_oof.csv", "features_test.csv")]
+        if files_hash(paths) != digest:
+            return f"its input '{relative}' changed since it was made"
+    return None
 
 
 LEDGER_COLUMNS = ["time", "git_sha", "source", "kind", "metric", "cv", "holdout", "file", "sha256", "kaggle"]
@@ -173,7 +199,7 @@ def record_submission(comp: Competition, source: str, path: Path, kaggle: bool =
         "kaggle": kaggle,
     }
     ledger = comp.runs_dir / "submissions.csv"
-    previous = pd.read_csv(ledger) if ledger.is_file() else pd.DataFrame(columns=LEDGER_COLUMNS)
+    previous = pd.read_csv(ledger, dtype=str, keep_default_na=False) if ledger.is_file() else pd.DataFrame(columns=LEDGER_COLUMNS)
     write_csv(pd.concat([previous, pd.DataFrame([row])], ignore_index=True), ledger)
     return ledger
 
@@ -208,7 +234,10 @@ def kaggle_submit(comp: Competition, path: Path, message: str) -> str:
     if not kaggle_credentials_present():
         raise SolverError("no Kaggle credentials: put kaggle.json in ~/.kaggle (or KAGGLE_CONFIG_DIR), or set KAGGLE_USERNAME and KAGGLE_KEY")
     command = [exe, "competitions", "submit", "-c", comp.cfg.kaggle_slug, "-f", str(path), "-m", message]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        raise SolverError("kaggle competitions submit did not answer within 10 minutes; check the network and submit again") from None
     if result.returncode != 0:
         raise SolverError(f"kaggle competitions submit failed: {(result.stderr or result.stdout).strip()[-500:]}")
     return result.stdout.strip()

@@ -188,7 +188,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.ema and state["ema"] is not None:
             self.ema.module.load_state_dict(state["ema"])
-        self.scaler.load_state_dict(state["scaler"])
+        if self.scaler.is_enabled() and state["scaler"]:  # a fold may resume under another AMP mode (train.device is runtime)
+            self.scaler.load_state_dict(state["scaler"])
         for key, value in state["loop"].items():
             setattr(self, key, value)
         ep = self.epochs[self.next_epoch - 1] if self.next_epoch <= len(self.epochs) else None

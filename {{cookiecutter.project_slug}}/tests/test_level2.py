@@ -53,6 +53,14 @@ def test_every_stage_adds_a_leaderboard_row_and_can_be_submitted(tmp_path):
     assert set(board["kind"]) == {"experiment", "tta", "knn", "ensemble", "stack"}
     for source in ("tiny/knn", "ens_caruana", "stack1"):
         assert make_submission(comp, tmp_path / "runs/synth" / source).is_file()
+    assert not board["stale"].any()
+    # An input recomputed after the stack was made: the stack is marked stale and cannot be submitted.
+    oof = tmp_path / "runs/synth/tiny2/oof.csv"
+    oof.write_text(oof.read_text().replace("0.", "0.0", 1))
+    board, _ = write_leaderboard(comp)
+    assert set(board[board["stale"]]["source"]) == {"ens_mean", "ens_caruana", "stack1"}
+    with pytest.raises(SolverError, match="stack1 is stale: its input 'tiny2' changed"):
+        make_submission(comp, tmp_path / "runs/synth/stack1")
 
 
 def test_shuffled_labels_keep_knn_and_stack_at_chance(tmp_path):

@@ -54,3 +54,22 @@ def test_time_budget_ends_the_run_and_run_name_picks_the_folder(tmp_path):
     for k in (0, 1):
         assert len(pd.read_csv(tmp_path / f"runs/synth/budget/fold{k}/metrics.csv")) == 1  # stopped after the first epoch
     assert not (tmp_path / "runs/synth/tiny").exists()
+
+
+def test_a_fold_resumes_under_another_amp_mode():
+    """train.device may change between runs of a fold (CPU, bf16 GPU, fp16 GPU): the AMP scaler state must not block resume."""
+    import torch
+
+    from solver.config import ExperimentConfig, ModelSpec
+    from solver.metrics import get_metric
+    from solver.models import create_model
+    from solver.trainer import Trainer
+
+    def trainer(amp):
+        cfg = ExperimentConfig.model_validate({"train": {"amp": amp}})
+        return Trainer(
+            create_model(ModelSpec(name="test_resnet"), 3, 3), cfg, get_metric("accuracy", "multiclass"), "multiclass", 3, torch.device("cpu"), 32
+        )
+
+    trainer("fp16").load_state_dict(trainer("off").state_dict())
+    trainer("off").load_state_dict(trainer("fp16").state_dict())
