@@ -31,9 +31,12 @@ def test_full_demo_end_to_end(repo, tmp_path):
     assert board["holdout"].notna().all() and board["cv"].notna().all()
     best_single = board[board["kind"] == "experiment"]["holdout"].max()
     assert best_single >= 0.97
-    # Every later stage ends at least at the best single model on the held-out digits (one image of slack: 1/360).
-    for _, row in board[board["kind"].isin(["tta", "ensemble", "stack"])].iterrows():
-        assert row["holdout"] >= best_single - 1 / N_TEST, row.to_dict()
+    # Every later stage ends at least at the best single model on the held-out digits, with one image of slack
+    # (counted in images, not compared as floats: 358/360 vs 359/360 - 1/360 differ in the last bit).
+    right = (board.set_index("source")["holdout"] * N_TEST).round().astype(int)
+    for source, kind in kinds.items():
+        if kind in ("tta", "ensemble", "stack"):
+            assert right[source] >= round(best_single * N_TEST) - 1, (source, right.to_dict())
     best = board.iloc[0]["source"]
     sub = pd.read_csv(tmp_path / f"runs/digits/{best}/submission.csv")
     sample = pd.read_csv(tmp_path / "data/digits/sample_submission.csv")
