@@ -171,14 +171,12 @@ def _prediction_frame(ids, probs: np.ndarray, classes: list[str], id_col: str, f
     return df
 
 
-def _predict_fold(exp: Experiment, k: int, model: torch.nn.Module, device: torch.device, out_dir: Path) -> None:
-    """Write the fold's OOF and test probabilities from its best checkpoint."""
+def _predict_fold(exp: Experiment, k: int, device: torch.device, out_dir: Path) -> None:
+    """Write the fold's OOF and test probabilities from its best checkpoint (in out_dir: the fold or its .partial)."""
     cfg = exp.cfg
     _, valid_ds, test_ds, valid_mask = _fold_datasets(exp, k)
-    state = torch.load(out_dir / "best.pt", map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
-    model.to(device)
-    valid_ds.transform = test_ds.transform = _eval_transform(exp)(state["meta"].get("image_size", cfg.data.image_size))
+    model, image_size = _load_best(exp, out_dir, device)
+    valid_ds.transform = test_ds.transform = _eval_transform(exp)(image_size)
     id_col, task = exp.comp.cfg.id_column, exp.comp.cfg.task
     loader_args = dict(batch_size=cfg.data.batch_size * 2, shuffle=False, num_workers=cfg.data.num_workers, seed=0, device=device)
     oof, _ = predict(model, make_loader(valid_ds, **loader_args), device, task, desc=f"fold {k} oof")
@@ -288,7 +286,7 @@ def train_fold(exp: Experiment, k: int, fresh: bool = False) -> dict:
     meta = {"model": cfg.model.name, "num_classes": comp.num_classes, "in_chans": exp.in_chans, "fold": k}
     trainer = Trainer(model, cfg, comp.metric, comp.cfg.task, comp.num_classes, device, len(train_ds))
     result = fit(trainer, train_ds, valid_ds, exp.y[valid_mask], _train_transform(exp), _eval_transform(exp), partial, meta, seed, desc=f"fold {k}")
-    _predict_fold(exp, k, _new_model(exp), device, partial)
+    _predict_fold(exp, k, device, partial)
     _drop_aggregates(exp)
     promote_dir(partial, exp.fold_dir(k))
     return result
@@ -330,9 +328,9 @@ def _finished_folds(exp: Experiment) -> list[int]:
     return done
 
 
-def _load_best(exp: Experiment, k: int, device: torch.device) -> tuple[torch.nn.Module, int]:
-    """Fold k's best model and the image size it was trained at."""
-    state = torch.load(exp.fold_dir(k) / "best.pt", map_location="cpu", weights_only=True)
+def _load_best(exp: Experiment, folder: Path, device: torch.device) -> tuple[torch.nn.Module, int]:
+    """The best model in a fold's folder and the image size it was trained at."""
+    state = torch.load(folder / "best.pt", map_location="cpu", weights_only=True)
     model = _new_model(exp)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), state["meta"].get("image_size", exp.cfg.data.image_size)
@@ -348,14 +346,14 @@ def predict_experiment(root: Path, comp_name: str, exp_name: str, overrides=(), 
         if tta:
             _predict_fold_tta(exp, k, tta, device)
         else:
-            _predict_fold(exp, k, _new_model(exp), device, exp.fold_dir(k))
+            _predict_fold(exp, k, device, exp.fold_dir(k))
         print(f"fold {k}: {f'TTA-{tta} ' if tta else ''}predictions written to {exp.fold_dir(k)}")
     return aggregate(exp, f"tta{tta}" if tta else "")
 
 
 def _predict_fold_tta(exp: Experiment, k: int, n_views: int, device: torch.device) -> None:
     cfg, spec = exp.cfg, exp.cfg.tta
-    model, image_size = _load_best(exp, k, device)
+    model, image_size = _load_best(exp, exp.fold_dir(k), device)
     _, valid_ds, test_ds, valid_mask = _fold_datasets(exp, k)
     plain = _eval_transform(exp)(image_size)
     augmented = build_transform(cfg, exp.mean, exp.std, train=True, image_size=image_size, augment=spec.augment)
@@ -391,7 +389,7 @@ def embeddings(exp: Experiment, device: torch.device | None = None) -> tuple[lis
             if made_for != ids_key:  # made for another train/test set: recompute
                 path.unlink()
         if not path.is_file():
-            model, image_size = _load_best(exp, k, device)
+            model, image_size = _load_best(exp, exp.fold_dir(k), device)
             transform = _eval_transform(exp)(image_size)
             paths = np.array(exp.train_paths, dtype=object)
             every_train_row = ImageDataset(paths, None, transform, exp.train_images, exp.in_chans)
