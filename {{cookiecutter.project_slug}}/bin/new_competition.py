@@ -1,0 +1,42 @@
+#!/usr/bin/env python
+"""Add a competition to this repository: <name>/competition.yaml (the data contract, with comments saying what to
+fill in) and <name>/configs/exp001.yaml. A name that exists or is not a lowercase identifier is refused, and
+nothing is written.
+
+python bin/new_competition.py --name protein_atlas --task multilabel [--kaggle-slug human-protein-atlas-image-classification]
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository's solver, installed or not
+
+from solver.errors import run_cli  # noqa: E402
+from solver.scaffold import TASKS, new_competition  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=Path("."), help="repository root (default: current folder)")
+    parser.add_argument("--name", required=True, help="the competition's folder, a lowercase identifier, e.g. protein_atlas")
+    parser.add_argument("--task", choices=TASKS, default="multiclass")
+    parser.add_argument("--kaggle-slug", help="the competition's name in its Kaggle URL (for make download / make submit KAGGLE=1)")
+    parser.add_argument("--quiet", action="store_true", help="print nothing on success")
+    args = parser.parse_args()
+    folder = new_competition(args.root, args.name, args.task, args.kaggle_slug)
+    if not args.quiet:
+        name = args.name
+        print(
+            f"created {folder}/competition.yaml and {folder}/configs/exp001.yaml ({args.task}). Next:\n"
+            f"  1. complete {folder}/competition.yaml: columns, image folders and pattern, metric, submission format"
+            + ("" if args.kaggle_slug else ", kaggle_slug")
+            + "\n"
+            f"  2. make download COMP={name}     (or put the Kaggle files in data/{name}/ by hand)\n"
+            f"  3. make check-data COMP={name}   every problem of the files against the contract, at once\n"
+            f"  4. make train COMP={name} EXP=exp001"
+        )
+
+
+if __name__ == "__main__":
+    run_cli(main)

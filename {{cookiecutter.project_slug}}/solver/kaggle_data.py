@@ -1,0 +1,101 @@
+"""Download a competition's files with the kaggle CLI and unzip them into data/<comp>/.
+
+The competition's Kaggle name is `kaggle_slug` in its competition.yaml. The download goes to a temporary folder
+inside data/<comp>/ and is unzipped there; its files move into place only when everything was extracted, so a
+failed or interrupted download leaves no half-written file next to the good ones.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import zipfile
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from solver.competition import CONFIG_NAME, Competition
+from solver.errors import SolverError
+from solver.submission import kaggle_credentials_present
+
+
+def kaggle_command(comp: Competition) -> tuple[str, str]:
+    """(the kaggle executable, the competition's slug), or a SolverError saying which of the three is missing."""
+    slug = comp.cfg.kaggle_slug
+    if not slug:
+        raise SolverError(
+            f"kaggle_slug is not set in {comp.folder / CONFIG_NAME}: add the competition's name from its Kaggle URL, "
+            "e.g. kaggle_slug: digit-recognizer for kaggle.com/competitions/digit-recognizer"
+        )
+    exe = shutil.which("kaggle")
+    if exe is None:
+        raise SolverError(f"the kaggle CLI is not installed: pip install kaggle (or download the files by hand into {comp.data_dir})")
+    if not kaggle_credentials_present():
+        raise SolverError(
+            "no Kaggle credentials: put kaggle.json (kaggle.com > Settings > API > Create New Token) in ~/.kaggle "
+            "(or KAGGLE_CONFIG_DIR), or set KAGGLE_USERNAME and KAGGLE_KEY"
+        )
+    return exe, slug
+
+
+def _extract(archive: Path, into: Path) -> None:
+    with zipfile.ZipFile(archive) as zf:
+        root = into.resolve()
+        members = zf.infolist()
+        for member in members:
+            # A member named ../x or /x would land outside data/<comp>/ ("zip slip").
+            if not (root / member.filename).resolve().is_relative_to(root):
+                raise SolverError(f"{archive.name}: member {member.filename!r} would be written outside {into}; refusing the archive")
+        for member in tqdm(members, desc=f"unzip {archive.name}", mininterval=1, leave=False):
+            zf.extract(member, into)
+
+
+def _place(entry: Path, target: Path) -> None:
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    elif target.exists():
+        target.unlink()
+    os.replace(entry, target)
+
+
+def download(comp: Competition, force: bool = False) -> list[Path]:
+    """Fetch and unzip the competition's files into its data_dir; returns the top-level entries written."""
+    exe, slug = kaggle_command(comp)
+    data_dir = comp.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=".download.", suffix=".partial", dir=data_dir))
+    try:
+        fetched = partial / "fetched"
+        fetched.mkdir()
+        command = [exe, "competitions", "download", "-c", slug, "-p", str(fetched)]
+        # The CLI's own progress and messages go straight to the terminal.
+        result = subprocess.run(command)
+        if result.returncode != 0:
+            raise SolverError(
+                f"kaggle competitions download -c {slug} failed (exit status {result.returncode}, its message is above); "
+                f"a 403 means the competition's rules are not accepted yet: https://www.kaggle.com/competitions/{slug}/rules"
+            )
+        downloaded = sorted(fetched.iterdir())
+        if not downloaded:
+            raise SolverError(f"kaggle competitions download -c {slug} wrote no file into {fetched}")
+        files = partial / "files"
+        files.mkdir()
+        for path in downloaded:
+            if zipfile.is_zipfile(path):
+                _extract(path, files)
+            else:
+                os.replace(path, files / path.name)  # a competition with a single small file is not zipped
+        entries = sorted(files.iterdir())
+        taken = [entry.name for entry in entries if (data_dir / entry.name).exists()]
+        if taken and not force:
+            raise SolverError(
+                f"{data_dir} already has {', '.join(taken[:5])}{' ...' if len(taken) > 5 else ''}: nothing was replaced; "
+                "download again with --force (make download FORCE=1) to replace them"
+            )
+        for entry in entries:
+            _place(entry, data_dir / entry.name)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return [data_dir / entry.name for entry in entries]

@@ -1,0 +1,99 @@
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from solver.check_data import check_data
+from solver.competition import Competition
+from solver.errors import SolverError
+from solver.kaggle_data import download
+from tests.synthetic import make_competition
+
+
+@pytest.fixture
+def kaggle_files(tmp_path) -> Path:
+    """A competition's Kaggle zip: made from a synthetic competition's files, which are then removed."""
+    make_competition(tmp_path, n_train=8, n_test=2, kaggle_slug="synth-comp")
+    data = tmp_path / "data/synth"
+    archive = tmp_path / "synth-comp.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(data.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(data))
+    shutil.rmtree(data)
+    return archive
+
+
+def fake_kaggle(tmp_path, monkeypatch, archive: Path, status: int = 0) -> Path:
+    """A kaggle executable on PATH that records its arguments and copies the zip into the -p folder."""
+    bin_dir = tmp_path / "fakebin"
+    bin_dir.mkdir(exist_ok=True)
+    calls = tmp_path / "kaggle_calls.txt"
+    script = bin_dir / "kaggle"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import shutil, sys\n"
+        f"open({str(calls)!r}, 'a').write(' '.join(sys.argv[1:]) + '\\n')\n"
+        f"if {status}: print('403 - Forbidden', file=sys.stderr); sys.exit({status})\n"
+        "out = sys.argv[sys.argv.index('-p') + 1]\n"
+        f"shutil.copy({str(archive)!r}, out)\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return calls
+
+
+def test_download_unzips_into_the_data_folder(tmp_path, monkeypatch, kaggle_files):
+    calls = fake_kaggle(tmp_path, monkeypatch, kaggle_files)
+    monkeypatch.setenv("KAGGLE_USERNAME", "me")
+    monkeypatch.setenv("KAGGLE_KEY", "secret")
+    comp = Competition.load(tmp_path, "synth")
+    written = download(comp)
+    assert [p.name for p in written] == ["sample_submission.csv", "test", "test.csv", "train", "train.csv"]
+    assert calls.read_text().startswith(f"competitions download -c synth-comp -p {comp.data_dir}/.download.")  # a temporary folder
+    assert sorted(p.name for p in comp.data_dir.iterdir()) == ["sample_submission.csv", "test", "test.csv", "train", "train.csv"]  # no zip, no temp
+    assert check_data(comp).problems == []
+    # again: files already there are kept unless forced
+    (comp.data_dir / "train.csv").write_text("id,label\nmine,cat\n")
+    with pytest.raises(SolverError, match=r"already has sample_submission.csv, test, test.csv, train, train.csv: nothing was replaced"):
+        download(comp)
+    assert (comp.data_dir / "train.csv").read_text() == "id,label\nmine,cat\n"
+    download(comp, force=True)
+    assert check_data(comp).problems == []
+
+
+def test_failed_download_writes_nothing(tmp_path, monkeypatch, kaggle_files):
+    fake_kaggle(tmp_path, monkeypatch, kaggle_files, status=1)
+    monkeypatch.setenv("KAGGLE_USERNAME", "me")
+    monkeypatch.setenv("KAGGLE_KEY", "secret")
+    comp = Competition.load(tmp_path, "synth")
+    with pytest.raises(SolverError, match=r"download -c synth-comp failed \(exit status 1.*competitions/synth-comp/rules"):
+        download(comp)
+    assert list(comp.data_dir.iterdir()) == []  # no temporary folder left either
+
+
+def test_missing_slug_cli_and_credentials_are_clear_errors(repo, tmp_path, monkeypatch, kaggle_files):
+    def run():
+        env = {**os.environ, "HOME": str(tmp_path), "KAGGLE_USERNAME": "", "KAGGLE_KEY": "", "KAGGLE_CONFIG_DIR": str(tmp_path / "none")}
+        return subprocess.run(
+            [sys.executable, str(repo / "bin/download.py"), "--root", str(tmp_path), "--comp", "synth"], capture_output=True, text=True, env=env
+        )
+
+    contract = tmp_path / "synth/competition.yaml"
+    with_slug = contract.read_text()
+    contract.write_text(with_slug.replace("kaggle_slug: synth-comp\n", ""))
+    with pytest.raises(SolverError, match=r"kaggle_slug is not set in .*synth/competition.yaml"):
+        download(Competition.load(tmp_path, "synth"))
+    contract.write_text(with_slug)
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable))  # python, but no kaggle
+    monkeypatch.delenv("KAGGLE_CONFIG_DIR", raising=False)
+    with pytest.raises(SolverError, match="the kaggle CLI is not installed: pip install kaggle"):
+        download(Competition.load(tmp_path, "synth"))
+    fake_kaggle(tmp_path, monkeypatch, kaggle_files)
+    result = run()
+    assert result.returncode == 2 and "error: no Kaggle credentials: put kaggle.json" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "kaggle_calls.txt").exists()  # the CLI was never called

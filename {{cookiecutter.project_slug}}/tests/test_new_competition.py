@@ -1,0 +1,89 @@
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from solver.check_data import check_data
+from solver.competition import Competition
+from solver.config import load_competition_config, load_experiment_config
+from solver.errors import SolverError
+from solver.experiment import load_experiment, train_fold
+from solver.scaffold import RESERVED, new_competition
+from tests.synthetic import make_competition
+
+TINY = ["model.name=test_resnet", "data.image_size=32", "data.batch_size=8", "data.num_workers=0", "train.epochs=1"]
+
+
+def new(repo, root, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(repo / "bin/new_competition.py"), "--root", str(root), *args], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("task", ["multiclass", "multilabel"])
+def test_new_competition_is_a_valid_contract_for_its_task(repo, tmp_path, task):
+    result = new(repo, tmp_path, "--name", "protein_atlas", "--task", task, "--kaggle-slug", "human-protein-atlas")
+    assert result.returncode == 0, result.stderr
+    assert "make check-data COMP=protein_atlas" in result.stdout
+    folder = tmp_path / "protein_atlas"
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) == ["competition.yaml", "configs/exp001.yaml"]
+    text = (folder / "competition.yaml").read_text()
+    assert f"task: {task}\n" in text and "# classes:" in text  # the comments that tell what to fill in stay
+    cfg = load_competition_config(folder / "competition.yaml")
+    assert (cfg.name, cfg.task, cfg.kaggle_slug) == ("protein_atlas", task, "human-protein-atlas")
+    assert cfg.submission_format == ("label" if task == "multiclass" else "labels")
+    load_experiment_config(folder / "configs/exp001.yaml")
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_without_a_slug_the_key_is_a_comment(tmp_path):
+    new_competition(tmp_path, "comp", "multiclass")
+    assert "# kaggle_slug:" in (tmp_path / "comp/competition.yaml").read_text()
+    assert load_competition_config(tmp_path / "comp/competition.yaml").kaggle_slug is None
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("my-comp", "lowercase Python identifier"),
+        ("1st", "lowercase Python identifier"),
+        ("Protein", "lowercase Python identifier"),
+        ("class", "lowercase Python identifier"),
+        ("", "no competition name"),
+        *[(name, "clashes with the repository's own folder") for name in sorted(RESERVED)],
+    ],
+)
+def test_a_bad_name_is_refused_and_nothing_is_written(tmp_path, name, message):
+    with pytest.raises(SolverError, match=message):
+        new_competition(tmp_path, name, "multiclass")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_competition_is_never_overwritten(repo, tmp_path):
+    new_competition(tmp_path, "comp", "multiclass")
+    contract = tmp_path / "comp/competition.yaml"
+    contract.write_text(contract.read_text().replace("metric: accuracy", "metric: log_loss"))  # the user's edits
+    (tmp_path / "comp/configs/exp002.yaml").write_text("model: {name: resnet34}\n")
+    before = {p: p.read_bytes() for p in (tmp_path / "comp").rglob("*") if p.is_file()}
+    result = new(repo, tmp_path, "--name", "comp", "--task", "multilabel")
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and "already exists; nothing was changed" in result.stderr
+    assert {p: p.read_bytes() for p in (tmp_path / "comp").rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["comp"]
+    bad = new(repo, tmp_path, "--name", "my-comp")
+    assert bad.returncode == 2 and "competition name 'my-comp' is invalid" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_new_competition_with_data_in_its_layout_checks_loads_and_trains(tmp_path):
+    # Kaggle-like files in the layout the new contract declares (id, Target, train/<id>.png, ...), then its own folder.
+    make_competition(tmp_path, name="hpa", task="multilabel", n_train=20, n_test=4)
+    shutil.rmtree(tmp_path / "hpa")
+    new_competition(tmp_path, "hpa", "multilabel")
+    comp = Competition.load(tmp_path, "hpa")
+    report = check_data(comp)
+    assert report.problems == [] and "train: 20 rows" in report.summary
+    exp = load_experiment(tmp_path, "hpa", "exp001", TINY)
+    assert exp.comp.classes == ["0", "1", "2", "3"] and comp.cfg.n_folds == 5
+    train_fold(exp, 0)
+    assert (tmp_path / "runs/hpa/exp001/fold0/best.pt").is_file()
+    resolved = yaml.safe_load((tmp_path / "runs/hpa/exp001/fold0/config.yaml").read_text())
+    assert resolved["competition"] == "hpa" and resolved["classes"] == ["0", "1", "2", "3"]
