@@ -94,9 +94,20 @@ class Competition:
             raise SolverError(f"experiment '{exp}': {path} not found; experiments of {self.name}: {', '.join(found) or 'none'}")
         return path
 
+    @property
+    def multi_file_images(self) -> bool:
+        """True when each sample is several grayscale files, one per channel (competition.yaml image_channels)."""
+        return self.cfg.image_channels is not None
+
+    def image_files(self, split: str, sample_id: str) -> list[Path]:
+        """The file(s) of one sample: [the image], or one grayscale file per channel in channel order."""
+        folder = self.data_dir / (self.cfg.train_images if split == "train" else self.cfg.test_images)
+        patterns = self.cfg.image_channels if self.multi_file_images else [self.cfg.image_pattern]
+        return [folder / pattern.format(id=sample_id) for pattern in patterns]
+
     def image_path(self, split: str, sample_id: str) -> Path:
-        folder = self.cfg.train_images if split == "train" else self.cfg.test_images
-        return self.data_dir / folder / self.cfg.image_pattern.format(id=sample_id)
+        """The one image file of a sample (the first channel's file for a multi-file competition)."""
+        return self.image_files(split, sample_id)[0]
 
     # --- tables ------------------------------------------------------------------------------------------
     def _read_table(self, file_name: str, key: str, what: str) -> tuple[pd.DataFrame, Path]:

@@ -38,9 +38,18 @@ def make_competition(
     multilabel_format: str = "space",  # space | columns
     seed: int = 0,
     experiment: dict | None = None,
+    channel_files: list[str] | None = None,
+    size: int = 32,
     **contract,
 ) -> Path:
-    """Write <root>/<name>/ (contract + configs/tiny.yaml) and <root>/data/<name>/ (Kaggle files)."""
+    """Write <root>/<name>/ (contract + configs/tiny.yaml) and <root>/data/<name>/ (Kaggle files).
+
+    channel_files, e.g. ["{id}_red.png", "{id}_green.png", ...]: each sample is one grayscale file per channel
+    (declared as image_channels in the contract, as in Human Protein Atlas); channels is then their number.
+    """
+    if channel_files:
+        channels = len(channel_files)
+        contract = {"image_channels": list(channel_files), **contract}
     rng = np.random.default_rng(seed)
     root = Path(root)
     labels = labels or (["cat", "dog", "fox"] if task == "multiclass" else ["0", "1", "2", "3"])
@@ -53,13 +62,17 @@ def make_competition(
     for split, index in (("train", range(n_train)), ("test", range(n_train, n_train + n_test))):
         (data / split).mkdir(parents=True, exist_ok=True)
         for i in index:
-            image = rng.integers(0, 60, (32, 32, channels), dtype=np.uint8)
+            image = rng.integers(0, 60, (size, size, channels), dtype=np.uint8)
             if task == "multiclass":
                 _square(image, int(y[i]), 2, 230)
             else:
                 for j in np.flatnonzero(y[i]):
                     _square(image, int(j), 2, 230)
-            cv2.imwrite(str(data / split / f"{ids[i]}.png"), image if channels != 1 else image[:, :, 0])
+            if channel_files:
+                for c, pattern in enumerate(channel_files):
+                    cv2.imwrite(str(data / split / pattern.format(id=ids[i])), image[:, :, c])
+            else:
+                cv2.imwrite(str(data / split / f"{ids[i]}.png"), image if channels != 1 else image[:, :, 0])
     train = pd.DataFrame({"id": ids[:n_train]})
     if task == "multiclass":
         train["label"] = [labels[k] for k in y[:n_train]]

@@ -39,7 +39,7 @@ def test_missing_column_lists_columns_found(tmp_path, key, value):
 def test_missing_image_is_named(tmp_path):
     make_competition(tmp_path)
     (tmp_path / "data/synth/train/s005.png").unlink()
-    with pytest.raises(SolverError, match=r"1 listed image\(s\) not found, e\.g\. .*train/s005\.png"):
+    with pytest.raises(SolverError, match=r"1 listed image\(s\) not found, e\.g\. .*train/s005\.png \(id 's005'\)"):
         load_experiment(tmp_path, "synth", "tiny")
 
 
