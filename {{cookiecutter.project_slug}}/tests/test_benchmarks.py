@@ -1,0 +1,61 @@
+"""The benchmarks in benchmarks/ run at tiny sizes and print every row of their tables (times are not checked)."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+def run(repo, script: str, *args: str) -> str:
+    proc = subprocess.run([sys.executable, str(repo / "benchmarks" / script), *args], capture_output=True, text=True, timeout=300, cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def table(stdout: str) -> dict[str, list[str]]:
+    """Markdown table rows of the output by their first cell (header and separator left out)."""
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in stdout.splitlines() if line.startswith("| ")]
+    return {row[0]: row[1:] for row in rows[1:]}
+
+
+def test_knn_backends_prints_every_backend(repo):
+    out = run(repo, "knn_backends.py", "--n", "1500", "--dim", "16", "--queries", "40", "--nmslib-python", f"again={sys.executable}")
+    rows = table(out)
+    names = ["exact (solver, numpy)", "nmslib HNSW via solver (this python)", "nmslib HNSW via solver (again)"]
+    try:
+        import hnswlib  # noqa: F401
+
+        names.append("hnswlib HNSW")
+    except ImportError:
+        assert "hnswlib not installed (pip install hnswlib): skipped" in out
+    assert list(rows) == names
+    recalls = {name: float(cells[4]) for name, cells in rows.items()}
+    assert recalls["exact (solver, numpy)"] == 1.0
+    assert all(0.0 <= r <= 1.0 for r in recalls.values())
+    # Same data, same graph parameters: on 1500 easy vectors every HNSW finds nearly all true neighbours.
+    assert min(recalls.values()) >= 0.9
+    assert rows["nmslib HNSW via solver (this python)"][0] in ("yes", "no")
+    assert out.count("pays for its build") + out.count("never pays for its build") == len(names) - 1
+
+
+def test_knn_backends_rejects_a_bad_interpreter_flag(repo):
+    proc = subprocess.run(
+        [sys.executable, str(repo / "benchmarks" / "knn_backends.py"), "--n", "100", "--dim", "4", "--nmslib-python", "no-label"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0 and "must be LABEL=PATH" in proc.stderr
+
+
+def test_stack_overhead_prints_stack_bare_and_its_parts(repo):
+    out = run(repo, "stack_overhead.py", "--rows", "300", "--test-rows", "30", "--classes", "3", "--models", "2", "--folds", "3")
+    rows = table(out)
+    assert len(rows) == 5
+    bare, stack, inner, refit, rest = rows.values()
+    assert bare[1] == "1.0x" and stack[1].endswith("x")
+    # Rounds and rows x rounds are counted, not timed: the stack trains 3 inner models and one refit per fold, the bare model once.
+    for col in (2, 4):
+        work = [float(r[col].replace(",", "")) for r in (bare, stack, inner, refit, rest)]
+        assert work[1] == pytest.approx(work[2] + work[3]) and work[1] > work[0] > 0 and work[4] == 0
+    assert "ratio stack / bare:" in out
