@@ -8,6 +8,7 @@ import pandas as pd
 
 from solver.atomic import write_csv
 from solver.competition import Competition
+from solver.plots import plot_leaderboard
 from solver.submission import stale_inputs
 
 COLUMNS = ["source", "kind", "model", "metric", "cv", "cv_std", "holdout", "folds", "stale", "time", "git_sha"]
@@ -31,9 +32,13 @@ def write_leaderboard(comp: Competition) -> tuple[pd.DataFrame, str]:
     df = collect_scores(comp)
     path = comp.runs_dir / "leaderboard.csv"
     write_csv(df, path)
+    chart = path.with_suffix(".png")
     if not len(df):
+        chart.unlink(missing_ok=True)  # a chart of earlier scores would contradict the empty table
         return df, f"{comp.name}: no finished experiments yet (runs/{comp.name}/<exp>/score.json); wrote an empty {path}"
     shown = df.drop(columns=["git_sha"]).dropna(axis=1, how="all")
     direction = "higher" if comp.metric.greater_is_better else "lower"
     table = shown.to_string(index=False, float_format=lambda v: f"{v:.4f}")
-    return df, f"leaderboard of {comp.name} ({comp.metric.name}, {direction} is better), written to {path}\n{table}"
+    title = f"{comp.name}: CV ({comp.metric.name}, {direction} is better)"
+    plot_leaderboard(df, chart, title, comp.metric.greater_is_better)
+    return df, f"leaderboard of {comp.name} ({comp.metric.name}, {direction} is better), written to {path} and {chart.name}\n{table}"

@@ -1,0 +1,36 @@
+#!/usr/bin/env python
+"""Package an experiment (or its TTA) for a code competition: a folder to upload as a Kaggle dataset, with the
+solver code, the fold checkpoints, the resolved config, infer.py and infer.ipynb that run offline from it alone.
+
+python bin/package.py --comp digits --source exp001_resnet10t [--out build/package/x] [--force] [--user kaggle-name]
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository's solver, installed or not
+
+from solver.cli import make_parser  # noqa: E402
+from solver.competition import Competition  # noqa: E402
+from solver.errors import run_cli  # noqa: E402
+from solver.package import USER_PLACEHOLDER, build_package, package_size  # noqa: E402
+
+
+def main() -> None:
+    parser = make_parser(__doc__, exp=False)
+    parser.add_argument("--source", "--exp", dest="source", required=True, help="an experiment, e.g. exp001, or its TTA, e.g. exp001/tta8")
+    parser.add_argument("--out", type=Path, help="package folder (default: build/package/<comp>-<source>)")
+    parser.add_argument("--force", action="store_true", help="replace an existing package (it stays until the new one is complete)")
+    parser.add_argument("--user", help="Kaggle user name for dataset-metadata.json (default: $KAGGLE_USERNAME, else a placeholder)")
+    args = parser.parse_args()
+    comp = Competition.load(args.root, args.comp)
+    out = build_package(comp, args.source, args.out, args.force, args.user)
+    print(f"packaged {comp.name}/{args.source} into {out} ({package_size(out) / 1e6:.1f} MB)")
+    print(f"  offline check: python {out / 'infer.py'} --data {comp.data_dir} --out /tmp/submission.csv --verbose")
+    if USER_PLACEHOLDER in (out / "dataset-metadata.json").read_text():
+        print(f"  set your Kaggle user name in {out / 'dataset-metadata.json'} (or rebuild with KAGGLE_USER=<name> FORCE=1)")
+    print(f"  upload: kaggle datasets create -p {out} --dir-mode zip   (a new version: kaggle datasets version -p {out} --dir-mode zip -m '...')")
+
+
+if __name__ == "__main__":
+    run_cli(main)
