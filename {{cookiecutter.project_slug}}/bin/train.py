@@ -4,6 +4,11 @@
 A fold killed before it finished resumes from fold<k>.partial/last.pt when run again (--fresh starts over).
 
 python bin/train.py --comp digits --exp exp001_resnet10t [--fold 0,1] [train.lr=1e-3 ...]
+
+Several GPUs (DDP, data.batch_size per process; `make train GPUS=N` checks the launch first):
+  torchrun --standalone --nproc-per-node=N bin/train.py --comp ... --exp ...
+Several folds at once, one job each (each takes a lock on its fold; the last one to finish joins the OOF):
+  python bin/train.py --comp ... --exp ... --fold 0 &  python bin/train.py --comp ... --exp ... --fold 1
 """
 
 import sys

@@ -12,7 +12,7 @@ the key and the file):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -52,6 +52,9 @@ class CompetitionConfig(_Strict):
     train_images: str = "train"  # folder under data_dir
     test_images: str = "test"
     image_pattern: str = "{id}.png"  # file name inside the image folder; {id} is the id column's value
+    # instead of image_pattern: one grayscale file per channel, stacked in this order (Human Protein Atlas),
+    # e.g. ["{id}_red.png", "{id}_green.png", "{id}_blue.png", "{id}_yellow.png"]
+    image_channels: list[str] | None = None
     id_column: str = "id"
     # multiclass: one column of labels (strings or integers);
     # multilabel: one column of space-separated label ids, or a list of 0/1 columns, one per label
@@ -77,6 +80,13 @@ class CompetitionConfig(_Strict):
             data = {**data, "classes": [str(c) for c in data["classes"]]}
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_image_layout(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "image_channels" in data and "image_pattern" in data:
+            raise ValueError("image_pattern and image_channels: set one, not both (image_channels lists one file per channel)")
+        return data
+
     @model_validator(mode="after")
     def _check_task_fields(self) -> CompetitionConfig:
         try:
@@ -84,6 +94,19 @@ class CompetitionConfig(_Strict):
         except (KeyError, IndexError, ValueError):
             # (no f-string: its doubled-brace escapes would look like leftover template syntax in the generated repo)
             raise ValueError("image_pattern: '" + self.image_pattern + "' may use only {id}, e.g. '{id}.png'") from None
+        if self.image_channels is not None:
+            if not self.image_channels:
+                raise ValueError("image_channels: list at least one file pattern, e.g. ['{id}_red.png', '{id}_green.png']")
+            for i, pattern in enumerate(self.image_channels):
+                try:
+                    ok = pattern.format(id="x") != pattern.format(id="y")
+                except (KeyError, IndexError, ValueError):
+                    ok = False
+                if not ok:
+                    raise ValueError("image_channels[" + str(i) + "]: '" + pattern + "' must contain {id} and no other braces, e.g. '{id}_red.png'")
+            if len(set(self.image_channels)) != len(self.image_channels):
+                repeated = next(p for p in self.image_channels if self.image_channels.count(p) > 1)
+                raise ValueError(f"image_channels: {repeated!r} is listed twice")
         if self.classes is not None and len(set(self.classes)) != len(self.classes):
             repeated = next(c for c in self.classes if self.classes.count(c) > 1)
             raise ValueError(f"classes: {repeated!r} is listed twice")
@@ -118,7 +141,8 @@ class ModelSpec(_Strict):
 class DataSpec(_Strict):
     image_size: int = Field(224, gt=0)  # pixels, square
     batch_size: int = Field(32, gt=0)
-    num_workers: int = Field(0, ge=0)
+    # DataLoader worker processes; auto: on CUDA the cores per process less one (at most 8), on the CPU 0
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
     cache_images: bool = False  # decode every image once into memory (small data sets)
     mean: list[float] | None = None  # per channel, in [0, 1]; default: the model's ImageNet statistics
     std: list[float] | None = None
@@ -208,6 +232,7 @@ class TrainSpec(_Strict):
     ema_decay: float | None = Field(None, gt=0, lt=1)  # an EMA of the weights (timm ModelEmaV3), evaluated alongside
     channels_last: bool = False
     compile: bool = False  # torch.compile the model
+    sync_bn: bool = False  # multi-GPU (torchrun): BatchNorm statistics over every GPU's batch (SyncBatchNorm); CUDA only
     early_stopping_patience: int | None = Field(5, ge=1)  # epochs without improvement (within a stage); None trains all
     time_budget_minutes: float | None = Field(None, gt=0)  # stop a fold after the epoch that crosses this much training time
     seed: int = 42
@@ -312,6 +337,59 @@ class StackConfig(_Strict):
     knn: list[str] = []  # experiments whose kNN features (make knn) are added
     metadata: list[str] = []  # columns of train.csv and test.csv added as numeric features
     lgbm: LgbmSpec = LgbmSpec()
+
+
+# Which keys of AdaptConfig each method reads; any other set key is an error (it would be silently ignored).
+ADAPT_KEYS = {
+    "prior_shift": {"priors", "calibrate"},
+    "head_tuning": {"confidence", "labelled_subset", "init", "epochs", "lr", "weight_decay", "target_weight", "include_train"},
+    "thresholds": {"metric", "expected_frequencies", "at_least_one"},
+}
+
+
+class AdaptConfig(_Strict):
+    """<competition>/adapt/<name>.yaml: adapt a source's predictions to the test distribution (solver/adapt.py)."""
+
+    source: str  # a source under runs/<comp>/ (head_tuning: an experiment, whose fold checkpoints give the embeddings)
+    method: Literal["prior_shift", "head_tuning", "thresholds"]
+    # prior_shift: "estimate" (EM on the test posteriors), or the test priors as a list in class order or {class: p}
+    priors: Literal["estimate"] | list[float] | dict[str, float] = "estimate"
+    calibrate: Literal["temperature", "none"] = "temperature"  # temperature scaling fitted on OOF before EM / adjustment
+    # head_tuning: the target set is test rows predicted with at least `confidence` (pseudo-labels) and/or labelled_subset,
+    # a CSV (path from the repo root) with the id column and, for test rows, the target column
+    confidence: float | None = Field(None, gt=0, le=1)
+    labelled_subset: str | None = None
+    init: Literal["model", "fresh"] = "model"  # start from the fold model's classifier, or a new linear layer
+    epochs: int = Field(30, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    target_weight: float = Field(1.0, gt=0)  # loss weight of a target row (a training row weighs 1)
+    include_train: bool = True  # also train on the fold's own training rows
+    # thresholds (multilabel): the metric maximised on OOF ("competition": the competition's), the test's expected
+    # label frequencies (null: none, "train", "estimate": EM per label, a list in class order or {label: f}), and
+    # whether every row gets at least its most likely label
+    metric: str = "macro_f1"
+    expected_frequencies: Literal["train", "estimate"] | list[float] | dict[str, float] | None = None
+    at_least_one: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _class_keys_as_text(cls, data: Any) -> Any:
+        # YAML reads {0: 0.1, 1: 0.2} with integer keys; class names are compared as text.
+        if isinstance(data, dict):
+            keyed = [k for k in ("priors", "expected_frequencies") if isinstance(data.get(k), dict)]
+            data = {**data, **{k: {str(c): p for c, p in data[k].items()} for k in keyed}}
+        return data
+
+    @model_validator(mode="after")
+    def _keys_of_method(self) -> AdaptConfig:
+        foreign = sorted(k for k in self.model_fields_set - {"source", "method"} if k not in ADAPT_KEYS[self.method])
+        if foreign:
+            owner = next(m for m, keys in ADAPT_KEYS.items() if foreign[0] in keys)
+            raise ValueError(f"'{foreign[0]}' is an option of method {owner}, not of {self.method}; remove it")
+        if self.method == "head_tuning" and self.confidence is None and self.labelled_subset is None:
+            raise ValueError("head_tuning needs a target set: set confidence (pseudo-labels of test rows) and/or labelled_subset")
+        return self
 
 
 # ----------------------------------------------------------------------------------------------------------

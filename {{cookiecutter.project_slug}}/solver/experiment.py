@@ -12,6 +12,7 @@ Layout of runs/<comp>/<exp>/:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import time
@@ -22,19 +23,30 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
+from pydantic import BaseModel
 
+from solver import distributed
 from solver.atomic import atomic_write, promote_dir, write_csv, write_json, write_yaml
 from solver.competition import Competition, read_csv
 from solver.config import ExperimentConfig, load_experiment_config
 from solver.curriculum import check_schedules, lr_plan, steps_per_epoch
-from solver.data import ImageDataset, build_transform, check_images_exist, load_images, normalization, read_image, seed_transform
+from solver.data import (
+    ImageDataset,
+    build_transform,
+    check_augmentations,
+    check_images_exist,
+    load_images,
+    normalization,
+    read_sample,
+    seed_transform,
+)
 from solver.errors import SolverError
 from solver.folds import load_folds
 from solver.models import create_model
-from solver.plots import plot_plan
+from solver.plots import plot_plan, write_run_plots
 from solver.provenance import git_sha
 from solver.submission import check_submission_format
-from solver.trainer import Trainer, fit, make_loader, predict, resolve_device, seed_everything
+from solver.trainer import Trainer, default_num_workers, fit, predict_all, resolve_device, seed_everything, shard_loader
 from solver.tta import ViewsDataset, embed, predict_tta
 
 
@@ -55,8 +67,8 @@ class Experiment:
     test_df: pd.DataFrame
     y: np.ndarray
     folds: np.ndarray
-    train_paths: list[Path]
-    test_paths: list[Path]
+    train_paths: list[Path | list[Path]]  # per sample: its image file, or its channel files (image_channels)
+    test_paths: list[Path | list[Path]]
     in_chans: int
     mean: list[float]
     std: list[float]
@@ -69,6 +81,10 @@ class Experiment:
 
     def fold_dir(self, k: int) -> Path:
         return self.dir / f"fold{k}"
+
+    def lock(self):
+        """Held while a process changes what several fold jobs share: fold folders being replaced, the joined files."""
+        return distributed.locked(self.dir / ".experiment.lock", f"experiment {self.name}")
 
     @property
     def n_folds(self) -> int:
@@ -95,15 +111,16 @@ def load_experiment(root: Path, comp_name: str, exp_name: str, overrides=(), loa
     """run_name: the folder under runs/<comp>/ (default: the experiment's name), e.g. for a sweep with overrides."""
     comp = Competition.load(root, comp_name)
     cfg = load_experiment_config(comp.experiment_path(exp_name), overrides)
+    if cfg.data.num_workers == "auto":
+        cfg.data.num_workers = default_num_workers(resolve_device(cfg.train.device))
     train_df, test_df = comp.read_train(), comp.read_test()
     check_submission_format(comp)  # fail now, not after hours of training
     y = comp.encode_targets(train_df)
     folds = load_folds(comp)
     id_col = comp.cfg.id_column
-    train_paths = [comp.image_path("train", i) for i in train_df[id_col]]
-    test_paths = [comp.image_path("test", i) for i in test_df[id_col]]
-    check_images_exist(train_paths, comp.data_dir / comp.cfg.train_csv)
-    check_images_exist(test_paths, comp.data_dir / comp.cfg.test_csv)
+    train_paths, test_paths = _sample_paths(comp, "train", train_df[id_col]), _sample_paths(comp, "test", test_df[id_col])
+    check_images_exist(train_paths, comp.data_dir / comp.cfg.train_csv, list(train_df[id_col]))
+    check_images_exist(test_paths, comp.data_dir / comp.cfg.test_csv, list(test_df[id_col]))
     train_images = test_images = None
     if cfg.data.cache_images and load_pixels:
         train_images = load_images(train_paths, "decode train images")
@@ -113,10 +130,13 @@ def load_experiment(root: Path, comp_name: str, exp_name: str, overrides=(), loa
             raise SolverError(f"images of {comp.name} have different channel counts {sorted(channels)}; convert them to one")
         in_chans = channels.pop()
     else:
-        in_chans = read_image(train_paths[0]).shape[2]
+        in_chans = read_sample(train_paths[0]).shape[2]
     model_cfg = create_model(cfg.model, comp.num_classes, in_chans, root).pretrained_cfg  # also checks the model name and weights
     mean, std = normalization(cfg, in_chans, model_cfg.get("mean", (0.5,)), model_cfg.get("std", (0.25,)))
     build_transform(cfg, mean, std, train=True)  # an unknown augmentation fails before training
+    check_augmentations(cfg.augment.train, "augment.train", in_chans, cfg.data.image_size)  # so does one that cannot take N channels
+    if cfg.tta.augment is not None:
+        check_augmentations(cfg.tta.augment, "tta.augment", in_chans, cfg.data.image_size)
     check_schedules(cfg, int((folds != 0).sum()), comp.metric.greater_is_better)  # so does a bad schedule
     return Experiment(
         comp,
@@ -137,6 +157,13 @@ def load_experiment(root: Path, comp_name: str, exp_name: str, overrides=(), loa
     )
 
 
+def _sample_paths(comp: Competition, split: str, ids) -> list[Path | list[Path]]:
+    """One image file per sample, or the list of its channel files for a multi-file competition."""
+    if comp.multi_file_images:
+        return [comp.image_files(split, i) for i in ids]
+    return [comp.image_path(split, i) for i in ids]
+
+
 def _subset(items, mask):
     return None if items is None else [item for item, keep in zip(items, mask) if keep]
 
@@ -145,9 +172,9 @@ def _fold_datasets(exp: Experiment, k: int):
     """Training, validation and test datasets of fold k; the caller sets their transforms."""
     train_mask, valid_mask = exp.folds != k, exp.folds == k
     eval_tf = build_transform(exp.cfg, exp.mean, exp.std, train=False)
-    paths = np.array(exp.train_paths, dtype=object)
-    train_ds = ImageDataset(paths[train_mask], exp.y[train_mask], eval_tf, _subset(exp.train_images, train_mask), exp.in_chans)
-    valid_ds = ImageDataset(paths[valid_mask], exp.y[valid_mask], eval_tf, _subset(exp.train_images, valid_mask), exp.in_chans)
+    paths = exp.train_paths
+    train_ds = ImageDataset(_subset(paths, train_mask), exp.y[train_mask], eval_tf, _subset(exp.train_images, train_mask), exp.in_chans)
+    valid_ds = ImageDataset(_subset(paths, valid_mask), exp.y[valid_mask], eval_tf, _subset(exp.train_images, valid_mask), exp.in_chans)
     test_ds = ImageDataset(exp.test_paths, None, eval_tf, exp.test_images, exp.in_chans)
     return train_ds, valid_ds, test_ds, valid_mask
 
@@ -178,9 +205,12 @@ def _predict_fold(exp: Experiment, k: int, device: torch.device, out_dir: Path) 
     model, image_size = _load_best(exp, out_dir, device)
     valid_ds.transform = test_ds.transform = _eval_transform(exp)(image_size)
     id_col, task = exp.comp.cfg.id_column, exp.comp.cfg.task
-    loader_args = dict(batch_size=cfg.data.batch_size * 2, shuffle=False, num_workers=cfg.data.num_workers, seed=0, device=device)
-    oof, _ = predict(model, make_loader(valid_ds, **loader_args), device, task, desc=f"fold {k} oof")
-    test, _ = predict(model, make_loader(test_ds, **loader_args), device, task, desc=f"fold {k} test")
+    # Under torchrun each rank predicts its shard and the rows come back in dataset order.
+    batch, workers = cfg.data.batch_size * 2, cfg.data.num_workers
+    oof, _ = predict_all(model, shard_loader(valid_ds, batch, workers, device), len(valid_ds), device, task, desc=f"fold {k} oof")
+    test, _ = predict_all(model, shard_loader(test_ds, batch, workers, device), len(test_ds), device, task, desc=f"fold {k} test")
+    if not distributed.is_main():
+        return
     write_csv(_prediction_frame(exp.train_df[id_col][valid_mask], oof, exp.comp.classes, id_col, fold=k), out_dir / "oof.csv")
     write_csv(_prediction_frame(exp.test_df[id_col], test, exp.comp.classes, id_col), out_dir / "test.csv")
 
@@ -215,11 +245,40 @@ def comparable(resolved: dict) -> dict:
 def config_difference(a: dict, b: dict, a_name: str = "now", b_name: str = "there") -> str | None:
     """ "train.lr 0.01 (now) vs 0.003 (there), and 2 more", or None when a and b are comparable."""
     a, b = comparable(a), comparable(b)
-    differ = sorted(key for key in a.keys() | b.keys() if a.get(key) != b.get(key))
+    differ = sorted(key for key in a.keys() | b.keys() if a.get(key) != b.get(key) and not _new_key_at_default(key, a, b))
     if not differ:
         return None
     more = f", and {len(differ) - 1} more" if len(differ) > 1 else ""
     return f"{differ[0]} {a.get(differ[0])!r} ({a_name}) vs {b.get(differ[0])!r} ({b_name}){more}"
+
+
+_NO_DEFAULT = object()
+
+
+def _schema_default(key: str):
+    """The default of a dotted experiment-config key ("train.sync_bn"), or _NO_DEFAULT."""
+    model = ExperimentConfig
+    *parents, leaf = key.split(".")
+    for part in parents:
+        field = model.model_fields.get(part)
+        model = field.annotation if field is not None else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return _NO_DEFAULT
+    field = model.model_fields.get(leaf)
+    if field is None or field.is_required():
+        return _NO_DEFAULT
+    default = field.get_default(call_default_factory=True)
+    return default.model_dump(mode="json") if isinstance(default, BaseModel) else default
+
+
+def _new_key_at_default(key: str, a: dict, b: dict) -> bool:
+    """A key a newer solver added (absent from one config) at its default changes nothing: folds trained
+    before a template update stay valid."""
+    if (key in a) == (key in b):
+        return False
+    value = a[key] if key in a else b[key]
+    default = _schema_default(key)
+    return default is not _NO_DEFAULT and value == default
 
 
 def read_fold_config(folder: Path) -> dict:
@@ -267,28 +326,48 @@ def _drop_aggregates(exp: Experiment) -> None:
             shutil.rmtree(folder)
 
 
-def train_fold(exp: Experiment, k: int, fresh: bool = False) -> dict:
-    cfg, comp = exp.cfg, exp.comp
+def train_fold(exp: Experiment, k: int, fresh: bool = False, device: torch.device | None = None) -> dict:
+    """Train fold k into fold<k>.partial, predict its OOF and test rows, and promote it to fold<k>.
+
+    Under torchrun every rank runs this; rank 0 alone touches the files. Fold jobs may run side by side
+    (`--fold 0` and `--fold 1` at once): a second job on the same fold fails at once instead of clobbering it.
+    """
     if k not in range(exp.n_folds):
-        raise SolverError(f"fold {k} does not exist; {comp.name} has folds 0..{exp.n_folds - 1}")
-    device = resolve_device(cfg.train.device)
+        raise SolverError(f"fold {k} does not exist; {exp.comp.name} has folds 0..{exp.n_folds - 1}")
+    device = device or resolve_device(exp.cfg.train.device)
+    if not distributed.is_main():
+        return _train_fold(exp, k, fresh, device)
+    with distributed.locked(exp.dir / f".fold{k}.lock", f"fold {k} of {exp.dir}", wait=False):
+        return _train_fold(exp, k, fresh, device)
+
+
+def _train_fold(exp: Experiment, k: int, fresh: bool, device: torch.device) -> dict:
+    cfg, comp = exp.cfg, exp.comp
+    main = distributed.is_main()
     seed = cfg.train.seed + k
     seed_everything(seed, cfg.train.deterministic)
-    _restore_interrupted_promotion(exp, k)
     partial = exp.fold_dir(k).with_name(f"fold{k}.partial")
     resolved = exp.resolved_config(fold=k)
-    if partial.exists() and (fresh or not _resumable(partial, resolved)):
-        shutil.rmtree(partial)  # a run that died earlier with another config; it never became a finished fold
-    partial.mkdir(parents=True, exist_ok=True)
-    write_yaml(resolved, partial / "config.yaml")
+    if main:
+        with exp.lock():
+            _restore_interrupted_promotion(exp, k)
+        if partial.exists() and (fresh or not _resumable(partial, resolved)):
+            shutil.rmtree(partial)  # a run that died earlier with another config; it never became a finished fold
+        partial.mkdir(parents=True, exist_ok=True)
+        write_yaml(resolved, partial / "config.yaml")
+    distributed.barrier()  # the other ranks resume from partial/last.pt only once rank 0 has decided to keep it
     train_ds, valid_ds, _, valid_mask = _fold_datasets(exp, k)
     model = _new_model(exp)
     meta = {"model": cfg.model.name, "num_classes": comp.num_classes, "in_chans": exp.in_chans, "fold": k}
-    trainer = Trainer(model, cfg, comp.metric, comp.cfg.task, comp.num_classes, device, len(train_ds))
+    per_rank = -(-len(train_ds) // distributed.ranks().world_size)  # DistributedSampler's share: the schedule counts its steps
+    trainer = Trainer(model, cfg, comp.metric, comp.cfg.task, comp.num_classes, device, per_rank)
     result = fit(trainer, train_ds, valid_ds, exp.y[valid_mask], _train_transform(exp), _eval_transform(exp), partial, meta, seed, desc=f"fold {k}")
     _predict_fold(exp, k, device, partial)
-    _drop_aggregates(exp)
-    promote_dir(partial, exp.fold_dir(k))
+    if main:
+        with exp.lock():  # another fold job may be joining the folds right now
+            _drop_aggregates(exp)
+            promote_dir(partial, exp.fold_dir(k))
+    distributed.barrier()
     return result
 
 
@@ -301,18 +380,42 @@ def train_experiment(
     unknown = [k for k in folds if k not in range(exp.n_folds)]
     if unknown:
         raise SolverError(f"fold {unknown[0]} does not exist; {comp_name} has folds 0..{exp.n_folds - 1}")
-    for k in range(exp.n_folds):
-        _restore_interrupted_promotion(exp, k)
-    check_finished_folds(exp, folds)
-    print(
-        f"{comp_name}/{exp.name}: {exp.cfg.model.name}, {len(exp.train_df)} train / {len(exp.test_df)} test images, "
-        f"{exp.in_chans} channel(s), {exp.comp.num_classes} classes, folds {folds}"
-    )
-    for k in folds:
-        start = time.perf_counter()
-        result = train_fold(exp, k, fresh)
-        print(f"fold {k}: best {exp.comp.metric.name} {result['score']:.4f} at epoch {result['epoch']} ({time.perf_counter() - start:.0f}s)")
-    return aggregate(exp)
+    # Under torchrun: join the process group (a no-op in a plain run); rank 0 alone writes and prints.
+    with distributed.session(resolve_device(exp.cfg.train.device)) as device:
+        main = distributed.is_main()
+        if main:
+            with exp.lock():
+                for k in range(exp.n_folds):
+                    _restore_interrupted_promotion(exp, k)
+        distributed.barrier()
+        check_finished_folds(exp, folds)
+        if main:
+            ranks = distributed.ranks().world_size
+            print(
+                f"{comp_name}/{exp.name}: {exp.cfg.model.name}, {len(exp.train_df)} train / {len(exp.test_df)} test images, "
+                f"{exp.in_chans} channel(s), {exp.comp.num_classes} classes, folds {folds}"
+                + (f", {ranks} processes ({device.type}) x batch {exp.cfg.data.batch_size}" if ranks > 1 else "")
+            )
+        for k in folds:
+            start = time.perf_counter()
+            result = train_fold(exp, k, fresh, device)
+            if main:
+                print(f"fold {k}: best {exp.comp.metric.name} {result['score']:.4f} at epoch {result['epoch']} ({time.perf_counter() - start:.0f}s)")
+        if not main:
+            return None
+        with exp.lock():  # fold jobs running side by side: the last one to finish joins them all
+            if len(folds) < exp.n_folds and _joined_after_every_fold(exp):  # another job finished after ours and joined them already
+                print(f"{exp.dir}: the folds were already joined by another fold job")
+                return json.loads((exp.dir / "score.json").read_text())
+            return aggregate(exp)
+
+
+def _joined_after_every_fold(exp: Experiment) -> bool:
+    score = exp.dir / "score.json"
+    fold_oofs = [exp.fold_dir(k) / "oof.csv" for k in range(exp.n_folds)]
+    if not score.is_file() or not all(p.is_file() for p in fold_oofs):
+        return False
+    return score.stat().st_mtime_ns > max(p.stat().st_mtime_ns for p in fold_oofs)
 
 
 def _finished_folds(exp: Experiment) -> list[int]:
@@ -348,7 +451,8 @@ def predict_experiment(root: Path, comp_name: str, exp_name: str, overrides=(), 
         else:
             _predict_fold(exp, k, device, exp.fold_dir(k))
         print(f"fold {k}: {f'TTA-{tta} ' if tta else ''}predictions written to {exp.fold_dir(k)}")
-    return aggregate(exp, f"tta{tta}" if tta else "")
+    with exp.lock():
+        return aggregate(exp, f"tta{tta}" if tta else "")
 
 
 def _predict_fold_tta(exp: Experiment, k: int, n_views: int, device: torch.device) -> None:
@@ -391,8 +495,7 @@ def embeddings(exp: Experiment, device: torch.device | None = None) -> tuple[lis
         if not path.is_file():
             model, image_size = _load_best(exp, exp.fold_dir(k), device)
             transform = _eval_transform(exp)(image_size)
-            paths = np.array(exp.train_paths, dtype=object)
-            every_train_row = ImageDataset(paths, None, transform, exp.train_images, exp.in_chans)
+            every_train_row = ImageDataset(exp.train_paths, None, transform, exp.train_images, exp.in_chans)
             test_ds = ImageDataset(exp.test_paths, None, transform, exp.test_images, exp.in_chans)
             batch = exp.cfg.data.batch_size * 2
             arrays = {
@@ -455,6 +558,9 @@ def aggregate(exp: Experiment, variant: str = "") -> dict | None:
     write_csv(test, out_dir / "test.csv")
     write_yaml(exp.resolved_config(), out_dir / "config.yaml")
     write_json(score, out_dir / "score.json")
+    curves = [] if variant else [exp.fold_dir(k) for k in done]  # a TTA variant has the same training curves
+    threshold = comp.cfg.submission.threshold
+    write_run_plots(out_dir, comp.cfg.task, exp.y, probs, comp.classes, threshold, f"{comp.name}/{score['source']}", curves, comp.metric.name)
     holdout = f", held-out {score['holdout']:.4f}" if score["holdout"] is not None else ""
     print(f"{comp.name}/{score['source']}: CV {comp.metric.name} {score['cv']:.4f} (folds {', '.join(f'{s:.4f}' for s in fold_scores)}){holdout}")
     return score

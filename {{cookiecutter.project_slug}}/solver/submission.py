@@ -25,9 +25,14 @@ from solver.errors import SolverError
 from solver.provenance import git_sha
 
 
-def build_submission(comp: Competition, test_probs: pd.DataFrame, sample: pd.DataFrame) -> pd.DataFrame:
-    """Rows in sample_submission's order, columns in the competition's format."""
+def build_submission(comp: Competition, test_probs: pd.DataFrame, sample: pd.DataFrame, threshold: float | None = None) -> pd.DataFrame:
+    """Rows in sample_submission's order, columns in the competition's format.
+
+    threshold: where multilabel probabilities are cut (default submission.threshold); a thresholds source
+    (make adapt) stores per-label decision-scale probabilities and records its own cut in its config.yaml.
+    """
     id_col, classes, spec = comp.cfg.id_column, comp.classes, comp.cfg.submission
+    threshold = spec.threshold if threshold is None else threshold
     if spec.function:
         make = load_function(
             spec.function, comp.folder, "make_submission", "submission.function", "(test_probs, classes, sample_submission) -> DataFrame"
@@ -46,11 +51,11 @@ def build_submission(comp: Competition, test_probs: pd.DataFrame, sample: pd.Dat
         for j, c in enumerate(classes):
             sub[c] = probs[:, j]
     elif fmt == "labels":
-        chosen = probs > spec.threshold
+        chosen = probs > threshold
         sub[column] = [" ".join(c for c, keep in zip(classes, row) if keep) for row in chosen]
     else:  # binary_columns
         for j, c in enumerate(classes):
-            sub[c] = (probs[:, j] > spec.threshold).astype(int)
+            sub[c] = (probs[:, j] > threshold).astype(int)
     if set(sub.columns) == set(sample.columns):
         sub = sub[list(sample.columns)]  # the sample's column order (Class_1, Class_2, ... Class_10)
     return sub
@@ -151,7 +156,9 @@ def make_submission(comp: Competition, source_dir: Path, out_path: Path | None =
         raise SolverError(f"{test_path}: no column for class(es) {missing[:5]}; it was made with another class list")
     test_probs[comp.classes] = test_probs[comp.classes].astype(float)
     sample = comp.read_sample_submission()
-    sub = build_submission(comp, test_probs, sample)
+    config_path = source_dir / "config.yaml"
+    config = (yaml.safe_load(config_path.read_text()) or {}) if config_path.is_file() else {}
+    sub = build_submission(comp, test_probs, sample, config.get("decision_threshold"))
     validate_submission(sub, sample, comp)
     out_path = out_path or source_dir / "submission.csv"
     write_csv(sub, out_path)

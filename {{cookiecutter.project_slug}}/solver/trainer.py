@@ -7,6 +7,11 @@ and last.pt with everything needed to resume, and logs metrics.csv, TensorBoard 
 Resume is exact: every random stream (weights init aside) is re-derived from (seed, epoch) at the start of
 each epoch, and last.pt holds model, optimizer, schedule, EMA, AMP scaler and loop state at the end of an
 epoch; a run killed mid-epoch repeats that epoch and ends with the same weights as an unkilled run.
+
+Under torchrun (solver/distributed.py) each rank trains on its DistributedSampler share with the model in
+DistributedDataParallel (data.batch_size is per process), evaluates its shard of the validation rows, and the
+ranks gather the predictions in order, so every rank computes the same score and takes the same decisions;
+only rank 0 writes checkpoints, metrics.csv, TensorBoard and plots.
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ import pandas as pd
 import torch
 from timm.data import Mixup
 from timm.utils import ModelEmaV3
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, get_worker_info
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
+from solver import distributed
 from solver.atomic import save_torch, write_csv
 from solver.config import ExperimentConfig
 from solver.curriculum import EpochPlan, make_schedule, plan_stages, steps_per_epoch
@@ -78,17 +85,40 @@ def _seed_worker_augmentations(_worker_id: int) -> None:
     seed_transform(get_worker_info().dataset.transform, torch.initial_seed() % 2**32)
 
 
-def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int, seed: int, device: torch.device) -> DataLoader:
+def default_num_workers(device: torch.device) -> int:
+    """data.num_workers=auto: on CUDA, the cores of this process's share of the machine less one for the
+    training loop (at most 8); on the CPU none, since the model's own threads already use every core."""
+    if device.type != "cuda":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(0, min(8, per_process - 1))
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    shuffle: bool,
+    num_workers: int,
+    seed: int,
+    device: torch.device,
+    sampler=None,
+    persistent: bool = False,
+) -> DataLoader:
+    """persistent: keep the worker processes for the next pass (a loader reused across epochs)."""
     generator = torch.Generator().manual_seed(seed)
+    n = len(sampler) if sampler is not None else len(dataset)
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
-        drop_last=shuffle and len(dataset) > batch_size,  # a batch of 1 breaks BatchNorm
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        drop_last=shuffle and n > batch_size,  # a batch of 1 breaks BatchNorm
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
         worker_init_fn=_seed_worker_augmentations if num_workers > 0 else None,
         generator=generator,
+        persistent_workers=persistent and num_workers > 0,
     )
 
 
@@ -112,7 +142,7 @@ def predict(model, loader, device, task: str, loss_fn=None, desc: str = "predict
     model.eval()
     probs, total, count = [], 0.0, 0
     autocast = torch.autocast(device.type, dtype=amp) if amp else nullcontext()
-    for x, y in tqdm(loader, desc=desc, leave=False, mininterval=1):
+    for x, y in tqdm(loader, desc=desc, leave=False, mininterval=1, disable=not distributed.is_main()):
         with autocast:
             logits = model(_to_device(x, device, channels_last)).float()
         probs.append(to_probabilities(logits, task).cpu())
@@ -120,6 +150,23 @@ def predict(model, loader, device, task: str, loss_fn=None, desc: str = "predict
             total += loss_fn(logits, y.to(device)).item() * len(x)
             count += len(x)
     return torch.cat(probs).numpy(), (total / count if count else math.nan)
+
+
+def shard_loader(dataset: Dataset, batch_size: int, num_workers: int, device: torch.device, persistent: bool = False) -> DataLoader:
+    """A loader over this rank's shard of an evaluation set (the whole set in a single process)."""
+    part = Subset(dataset, distributed.shard(len(dataset))) if distributed.ranks().enabled else dataset
+    return make_loader(part, batch_size, False, num_workers, 0, device, persistent=persistent)
+
+
+def predict_all(model, loader: DataLoader, n: int, device, task: str, loss_fn=None, desc: str = "predict", amp=None, channels_last=False):
+    """predict() over a shard_loader(), gathered from every rank: probabilities of all n rows in order, mean loss."""
+    if not distributed.ranks().enabled:
+        return predict(model, loader, device, task, loss_fn, desc, amp, channels_last)
+    indices = list(loader.dataset.indices)
+    # A set smaller than the number of ranks (a code competition's visible test) leaves some ranks nothing.
+    probs, loss = predict(model, loader, device, task, loss_fn, desc, amp, channels_last) if indices else (None, math.nan)
+    total, count = distributed.sum_across_ranks([0.0 if math.isnan(loss) else loss * len(indices), len(indices) if loss_fn else 0])
+    return distributed.gather_in_order(indices, probs, n), (total / count if count else math.nan)
 
 
 def make_mixup(mixup_alpha: float, cutmix_alpha: float, num_classes: int, task: str) -> Mixup | None:
@@ -142,10 +189,19 @@ class Trainer:
     def __init__(self, model, cfg: ExperimentConfig, metric: Metric, task: str, num_classes: int, device: torch.device, n_train: int):
         spec = cfg.train
         self.cfg, self.metric, self.task, self.device = cfg, metric, task, device
+        ranks = distributed.ranks()
+        if spec.sync_bn and ranks.enabled:
+            if device.type != "cuda":
+                raise SolverError("train.sync_bn=true: SyncBatchNorm runs on CUDA devices only; set train.sync_bn=false for CPU processes")
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model.to(device)
         if spec.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.forward = torch.compile(self.model) if spec.compile else self.model
+        # DDP averages the gradients over the ranks in backward(); evaluation runs on the bare model (each rank its shard).
+        self.ddp = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None) if ranks.enabled else None
+        net = self.ddp or self.model
+        self.forward = torch.compile(net) if spec.compile else net
+        self.eval_forward = self.forward if self.ddp is None else torch.compile(self.model) if spec.compile else self.model
         self.optimizer = create_optimizer(self.model, spec)
         self.amp = amp_dtype(spec.amp, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == torch.float16)
@@ -207,18 +263,22 @@ class Trainer:
         total, count = 0.0, 0
         accumulate = spec.accumulation_steps
         batches = len(loader)
-        progress = tqdm(loader, desc=desc, leave=False, mininterval=1)
+        progress = tqdm(loader, desc=desc, leave=False, mininterval=1, disable=not distributed.is_main())
         self.optimizer.zero_grad(set_to_none=True)
         for i, (x, y) in enumerate(progress):
             x, y = _to_device(x, self.device, spec.channels_last), y.to(self.device, non_blocking=True)
             if mixup is not None:
                 x, y = mixup(x, y)
-            with autocast:
-                loss = self.loss_fn(self.forward(x).float(), y)
-            if not torch.isfinite(loss):
-                raise SolverError(f"{desc}: the training loss became {loss.item()}; lower train.lr, set train.clip_grad_norm, or check the data")
-            self.scaler.scale(loss / accumulate).backward()
-            if (i + 1) % accumulate == 0 or i + 1 == batches:
+            steps = (i + 1) % accumulate == 0 or i + 1 == batches
+            # Between optimizer steps DDP need not average gradients: they only accumulate locally.
+            sync = self.ddp.no_sync() if self.ddp is not None and not steps else nullcontext()
+            with sync:
+                with autocast:
+                    loss = self.loss_fn(self.forward(x).float(), y)
+                if not torch.isfinite(loss):
+                    raise SolverError(f"{desc}: the training loss became {loss.item()}; lower train.lr, set train.clip_grad_norm, or check the data")
+                self.scaler.scale(loss / accumulate).backward()
+            if steps:
                 if spec.clip_grad_norm:
                     self.scaler.unscale_(self.optimizer)
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), spec.clip_grad_norm)
@@ -232,11 +292,15 @@ class Trainer:
             total += loss.item() * len(x)
             count += len(x)
             progress.set_postfix(loss=f"{total / count:.4f}", refresh=False)
+        total, count = distributed.sum_across_ranks([total, count])  # the loss over every rank's samples
         return total / max(count, 1)
 
     def evaluate(self, loader: DataLoader, y_valid: np.ndarray, model=None) -> tuple[float, float]:
-        model = self.forward if model is None else model
-        probs, loss = predict(model, loader, self.device, self.task, self.loss_fn, "valid", self.amp, self.cfg.train.channels_last)
+        """loader: a shard_loader() of the validation set; the score is over all its rows, the same on every rank."""
+        distributed.sync_buffers(self.model if model is None else model)
+        model = self.eval_forward if model is None else model
+        spec = self.cfg.train
+        probs, loss = predict_all(model, loader, len(y_valid), self.device, self.task, self.loss_fn, "valid", self.amp, spec.channels_last)
         return self.metric(y_valid, probs), loss
 
 
@@ -255,11 +319,15 @@ def fit(
     """Train until the curriculum ends (early stopping ends a stage); return the best epoch's numbers."""
     cfg, metric, device = trainer.cfg, trainer.metric, trainer.device
     spec = cfg.train
+    ranks = distributed.ranks()
+    main = ranks.is_main
     if (out_dir / "last.pt").is_file():
         trainer.load_state_dict(torch.load(out_dir / "last.pt", map_location="cpu", weights_only=True))
-        tqdm.write(f"{desc}: resuming at epoch {trainer.next_epoch} from {out_dir / 'last.pt'}")
-    writer = SummaryWriter(log_dir=str(out_dir / "tb"), purge_step=trainer.next_epoch)
+        if main:
+            tqdm.write(f"{desc}: resuming at epoch {trainer.next_epoch} from {out_dir / 'last.pt'}")
+    writer = SummaryWriter(log_dir=str(out_dir / "tb"), purge_step=trainer.next_epoch) if main else None
     started = time.perf_counter()
+    valid_loaders: dict[int, DataLoader] = {}  # per image size, kept (with persistent workers) across epochs
     try:
         for ep in trainer.epochs[trainer.next_epoch - 1 :]:
             if ep.stage <= trainer.skip_to_stage:
@@ -271,11 +339,22 @@ def fit(
             if ep.epoch == trainer.segments[ep.segment].first_epoch or trainer.schedule is None:
                 trainer.schedule = make_schedule(trainer.optimizer, trainer.segments[ep.segment], trainer.n_steps, metric.greater_is_better)
             start = time.perf_counter()
-            seed_everything(epoch_seed(seed, ep.epoch), spec.deterministic)
-            train_ds.transform = make_train_transform(ep.image_size, ep.aug_p, epoch_seed(seed, ep.epoch))
-            valid_ds.transform = make_eval_transform(ep.image_size)
-            train_loader = make_loader(train_ds, cfg.data.batch_size, True, cfg.data.num_workers, epoch_seed(seed, ep.epoch), device)
-            valid_loader = make_loader(valid_ds, cfg.data.batch_size * 2, False, cfg.data.num_workers, 0, device)
+            # Rank 0 keeps the single-process streams; the training loader is rebuilt each epoch so that the
+            # epoch's augmentation plan and seed reach its workers (what makes resume exact).
+            seed_everything(distributed.rank_seed(epoch_seed(seed, ep.epoch)), spec.deterministic)
+            train_ds.transform = make_train_transform(ep.image_size, ep.aug_p, distributed.rank_seed(epoch_seed(seed, ep.epoch)))
+            sampler = None
+            if ranks.enabled:
+                sampler = DistributedSampler(train_ds, ranks.world_size, ranks.rank, shuffle=True, seed=epoch_seed(seed, ep.epoch))
+                sampler.set_epoch(ep.epoch)
+            workers = cfg.data.num_workers
+            train_loader = make_loader(
+                train_ds, cfg.data.batch_size, True, workers, distributed.rank_seed(epoch_seed(seed, ep.epoch)), device, sampler=sampler
+            )
+            if ep.image_size not in valid_loaders:
+                valid_ds.transform = make_eval_transform(ep.image_size)
+                valid_loaders = {ep.image_size: shard_loader(valid_ds, cfg.data.batch_size * 2, workers, device, persistent=True)}
+            valid_loader = valid_loaders[ep.image_size]
             lr = trainer.optimizer.param_groups[0]["lr"]
             train_loss = trainer.train_epoch(train_loader, ep, f"{desc} epoch {ep.epoch}/{len(trainer.epochs)}")
             score, valid_loss = trainer.evaluate(valid_loader, y_valid)
@@ -287,8 +366,9 @@ def fit(
             meta = {**checkpoint_meta, "image_size": ep.image_size, "weights": "ema" if use_ema else "model"}
             if improved:
                 trainer.best, trainer.best_epoch, trainer.stale = epoch_best, ep.epoch, 0
-                weights = (trainer.ema.module if use_ema else trainer.model).state_dict()
-                save_torch({"model": weights, "epoch": ep.epoch, "score": epoch_best, "meta": meta}, out_dir / "best.pt")
+                if main:
+                    weights = (trainer.ema.module if use_ema else trainer.model).state_dict()
+                    save_torch({"model": weights, "epoch": ep.epoch, "score": epoch_best, "meta": meta}, out_dir / "best.pt")
             else:
                 trainer.stale += 1
             row = {
@@ -308,12 +388,19 @@ def fit(
             trainer.history.append(row)
             trainer.next_epoch = ep.epoch + 1
             stage_ends = ep.epoch == len(trainer.epochs) or trainer.epochs[ep.epoch].stage != ep.stage
-            if spec.time_budget_minutes and time.perf_counter() - started > 60 * spec.time_budget_minutes:
+            spent = time.perf_counter() - started
+            # rank 0's clock decides for every rank
+            out_of_time = distributed.from_main(bool(spec.time_budget_minutes) and spent > 60 * (spec.time_budget_minutes or 0))
+            if out_of_time:
                 trainer.skip_to_stage = trainer.epochs[-1].stage  # every remaining stage is skipped: the run ends
-                tqdm.write(f"{desc}: time budget of {spec.time_budget_minutes} minutes spent after epoch {ep.epoch}")
+                if main:
+                    tqdm.write(f"{desc}: time budget of {spec.time_budget_minutes} minutes spent after epoch {ep.epoch}")
             elif spec.early_stopping_patience and trainer.stale >= spec.early_stopping_patience and not stage_ends:
                 trainer.skip_to_stage = ep.stage
-                tqdm.write(f"{desc}: early stop of stage {ep.stage}, {metric.name} did not improve for {trainer.stale} epochs")
+                if main:
+                    tqdm.write(f"{desc}: early stop of stage {ep.stage}, {metric.name} did not improve for {trainer.stale} epochs")
+            if not main:
+                continue  # rank 0 writes the files; the other ranks hold the same state
             save_torch({**trainer.state_dict(), "meta": meta, "epoch": ep.epoch, "score": score}, out_dir / "last.pt")
             write_csv(pd.DataFrame(trainer.history), out_dir / "metrics.csv")
             for key in ("lr", "train_loss", "valid_loss"):
@@ -326,7 +413,9 @@ def fit(
                 f"valid_loss {valid_loss:.4f}  {metric.name} {score:.4f}{ema_text}{mark}"
             )
     finally:
-        writer.close()
-    if trainer.history:
+        if writer is not None:
+            writer.close()
+    distributed.barrier()  # the other ranks read best.pt next
+    if trainer.history and main:
         plot_learning_curves(pd.DataFrame(trainer.history), metric.name, out_dir / "learning_curves.png", desc)
     return {"score": trainer.best, "epoch": trainer.best_epoch, "epochs_run": len(trainer.history)}

@@ -73,3 +73,15 @@ def test_every_competition_and_experiment_in_this_repo_is_valid(repo):
         comp = Competition.load(repo, name)
         for exp in sorted((comp.folder / "configs").glob("*.yaml")):
             load_experiment_config(exp)
+
+
+def test_a_key_added_by_a_newer_solver_at_its_default_keeps_old_folds_valid():
+    from solver.experiment import config_difference
+
+    old = {"config": {"train": {"lr": 0.001}, "data": {"batch_size": 16}}, "classes": ["a"], "folds_hash": "x", "in_chans": 3}
+    at_default = {**old, "config": {"train": {"lr": 0.001, "sync_bn": False}, "data": {"batch_size": 16}}}
+    changed = {**old, "config": {"train": {"lr": 0.001, "sync_bn": True}, "data": {"batch_size": 16}}}
+    assert config_difference(at_default, old) is None
+    assert config_difference(changed, old) == "train.sync_bn True (now) vs None (there)"
+    # An unknown key is never waved through, whatever its value.
+    assert config_difference({**old, "config": {**old["config"], "extra": False}}, old) is not None
