@@ -27,6 +27,7 @@ def test_full_demo_end_to_end(repo, tmp_path):
         "exp001_resnet10t/knn": "knn",
         "ens001": "ensemble",
         "stack001": "stack",
+        "adapt001": "adapt",
     }
     assert board["holdout"].notna().all() and board["cv"].notna().all()
     best_single = board[board["kind"] == "experiment"]["holdout"].max()
@@ -35,7 +36,7 @@ def test_full_demo_end_to_end(repo, tmp_path):
     # (counted in images, not compared as floats: 358/360 vs 359/360 - 1/360 differ in the last bit).
     right = (board.set_index("source")["holdout"] * N_TEST).round().astype(int)
     for source, kind in kinds.items():
-        if kind in ("tta", "ensemble", "stack"):
+        if kind in ("tta", "ensemble", "stack", "adapt"):
             assert right[source] >= round(best_single * N_TEST) - 1, (source, right.to_dict())
     best = board.iloc[0]["source"]
     sub = pd.read_csv(tmp_path / f"runs/digits/{best}/submission.csv")
