@@ -4,21 +4,27 @@ written here (the layout huggingface_hub reads: refs/main, snapshots/<commit>/, 
 import copy
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import huggingface_hub.constants
+import pandas as pd
 import pytest
 import timm
 import torch
+import yaml
 from safetensors.torch import save_file
 from timm.models import adapt_input_conv
 
+from solver.competition import Competition
 from solver.config import ModelSpec, load_experiment_config
 from solver.errors import SolverError
 from solver.experiment import load_experiment, train_experiment
 from solver.models import create_model
+from solver.package import build_package, predict_package
+from solver.submission import make_submission
 from tests.synthetic import TINY_EXPERIMENT, make_competition
 
 MODEL = "test_resnet.r160_in1k"  # a tiny timm model whose pretrained tag lives on the hub (timm/test_resnet.r160_in1k)
@@ -141,3 +147,16 @@ def test_pretrained_key_is_validated_with_the_experiment(tmp_path):
     path.write_text("model: {name: resnet18.a1_in1k, pretrained: true, weights: w.pth}\n")
     with pytest.raises(SolverError, match=r"exp.yaml: key 'model': pretrained and weights are both set"):
         load_experiment_config(path)
+
+
+def test_a_package_of_a_pretrained_model_predicts_without_the_cache(tmp_path, hf_home):
+    cache_weights(hf_home)
+    make_competition(tmp_path, experiment=pretrained_experiment())
+    train_experiment(tmp_path, "synth", "tiny", overrides=["train.epochs=1"])
+    comp = Competition.load(tmp_path, "synth")
+    package = build_package(comp, "tiny", tmp_path / "pkg")
+    assert yaml.safe_load((package / "config.yaml").read_text())["config"]["model"]["pretrained"] is False
+    shutil.rmtree(hf_home)  # the Kaggle machine has no cache, and no network (HF_HUB_OFFLINE=1)
+    out = predict_package(package, tmp_path / "data/synth", tmp_path / "sub.csv", "cpu")
+    expected = pd.read_csv(make_submission(comp, tmp_path / "runs/synth/tiny", tmp_path / "expected.csv"), dtype=str)
+    pd.testing.assert_frame_equal(pd.read_csv(out, dtype=str), expected)
