@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Add a competition to this repository: <name>/competition.yaml (the data contract, with comments saying what to
-fill in) and <name>/configs/exp001.yaml. A name that exists or is not a lowercase identifier is refused, and
-nothing is written.
+fill in) and <name>/configs/exp001.yaml: fine-tuning ImageNet weights (resnet18.a1_in1k), or with --from-scratch a
+recipe that learns without them. A name that exists or is not a lowercase identifier is refused, and nothing is written.
 
-python bin/new_competition.py --name protein_atlas --task multilabel [--kaggle-slug human-protein-atlas-image-classification]
+python bin/new_competition.py --name protein_atlas --task multilabel [--kaggle-slug human-protein-atlas-image-classification] [--from-scratch]
 """
 
 import argparse
@@ -22,13 +22,15 @@ def main() -> None:
     parser.add_argument("--name", required=True, help="the competition's folder, a lowercase identifier, e.g. protein_atlas")
     parser.add_argument("--task", choices=TASKS, default="multiclass")
     parser.add_argument("--kaggle-slug", help="the competition's name in its Kaggle URL (for make download / make submit KAGGLE=1)")
+    parser.add_argument("--from-scratch", action="store_true", help="exp001 trains without pretrained weights (default: fine-tunes ImageNet weights)")
     parser.add_argument("--quiet", action="store_true", help="print nothing on success")
     args = parser.parse_args()
-    folder = new_competition(args.root, args.name, args.task, args.kaggle_slug)
+    folder = new_competition(args.root, args.name, args.task, args.kaggle_slug, pretrained=not args.from_scratch)
     if not args.quiet:
         name = args.name
         print(
-            f"created {folder}/competition.yaml and {folder}/configs/exp001.yaml ({args.task}). Next:\n"
+            f"created {folder}/competition.yaml and {folder}/configs/exp001.yaml "
+            f"({args.task}, {'from scratch' if args.from_scratch else 'fine-tuning pretrained resnet18.a1_in1k'}). Next:\n"
             f"  1. complete {folder}/competition.yaml: columns, image folders and pattern, metric, submission format"
             + ("" if args.kaggle_slug else ", kaggle_slug")
             + "\n"

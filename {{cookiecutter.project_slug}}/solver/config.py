@@ -132,10 +132,18 @@ class CompetitionConfig(_Strict):
 
 
 class ModelSpec(_Strict):
-    name: str = "resnet18"  # any timm model name
-    weights: str | None = None  # local .pth/.pt/.safetensors file; None trains from scratch
+    name: str = "resnet18"  # any timm model name, with a pretrained tag for model.pretrained, e.g. resnet18.a1_in1k
+    # timm's pretrained weights of that tag (untagged: timm's default tag), through the Hugging Face hub and its cache
+    pretrained: bool = False
+    weights: str | None = None  # local .pth/.pt/.safetensors file; None (and pretrained false) trains from scratch
     drop_rate: float = Field(0.0, ge=0, lt=1)
     kwargs: dict[str, Any] = {}  # passed to timm.create_model
+
+    @model_validator(mode="after")
+    def _one_start(self) -> ModelSpec:
+        if self.pretrained and self.weights:
+            raise ValueError("pretrained and weights are both set: start from timm's pretrained weights or from your file, not both; remove one")
+        return self
 
 
 class DataSpec(_Strict):

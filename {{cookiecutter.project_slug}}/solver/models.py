@@ -1,4 +1,9 @@
-"""timm models by name, from scratch or from a local weights file (never pickle, never the network)."""
+"""timm models by name: from scratch, from a local weights file (never pickle), or from timm's pretrained weights.
+
+Pretrained weights (model.pretrained: true) go through timm's own loading: the Hugging Face hub and its cache
+(HF_HOME, HF_HUB_OFFLINE=1 respected), the first conv adapted to in_chans and the classifier re-initialised for
+num_classes by timm. Offline and not cached is one clear error saying how to get them.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +12,75 @@ from pathlib import Path
 
 import timm
 import torch
-from timm.models import adapt_input_conv
+from timm.models import adapt_input_conv, get_pretrained_cfg, split_model_name_tag
 
 from solver.config import ModelSpec
 from solver.errors import SolverError, did_you_mean
 
 
 def create_model(spec: ModelSpec, num_classes: int, in_chans: int, root: Path = Path(".")) -> torch.nn.Module:
-    if not timm.is_model(spec.name):
-        raise SolverError(f"model.name: '{spec.name}' is not a timm model ({did_you_mean(spec.name, timm.list_models())})")
+    check_model_name(spec)
+    kwargs = dict(num_classes=num_classes, in_chans=in_chans, drop_rate=spec.drop_rate, **spec.kwargs)
     try:
-        model = timm.create_model(spec.name, pretrained=False, num_classes=num_classes, in_chans=in_chans, drop_rate=spec.drop_rate, **spec.kwargs)
+        model = _create_pretrained(spec.name, kwargs) if spec.pretrained else timm.create_model(spec.name, pretrained=False, **kwargs)
     except TypeError as err:
         raise SolverError(f"model.kwargs for '{spec.name}': {err}") from None
     if spec.weights:
         path = Path(spec.weights)
         load_local_weights(model, path if path.is_absolute() else root / path)
     return model
+
+
+def check_model_name(spec: ModelSpec) -> None:
+    """A timm architecture, a tag timm knows for it, and weights for that tag when model.pretrained is set."""
+    if not timm.is_model(spec.name):
+        raise SolverError(f"model.name: '{spec.name}' is not a timm model ({did_you_mean(spec.name, timm.list_models())})")
+    arch, tag = split_model_name_tag(spec.name)
+    with_weights = timm.list_pretrained(f"{arch}.*")
+    try:
+        default_tag = get_pretrained_cfg(spec.name).tag  # the tag timm picks for an untagged name
+    except RuntimeError:  # timm: "Invalid pretrained tag (x) for arch"
+        raise SolverError(f"model.name: timm has no tag '{tag}' for {arch}; tags with weights: {', '.join(with_weights) or 'none'}") from None
+    if spec.pretrained and f"{arch}.{tag or default_tag}" not in with_weights:
+        others = with_weights or timm.list_pretrained(f"{arch.split('_')[0]}*")[:10]  # none for this arch: related ones
+        raise SolverError(
+            f"model.pretrained: timm has no pretrained weights for '{spec.name}'; "
+            f"{'its tags with weights' if with_weights else 'related models with weights'}: {', '.join(others) or 'none'} "
+            "(or set model.pretrained: false to train it from scratch)"
+        )
+
+
+def _create_pretrained(name: str, kwargs: dict) -> torch.nn.Module:
+    """timm.create_model(pretrained=True); the hub's errors when the weights can be neither found nor fetched -> one line."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        import httpx  # the hub's HTTP client (huggingface_hub >= 1.0); its transport errors are no OSError
+
+        transport_errors: tuple = (httpx.TransportError,)
+    except ImportError:
+        transport_errors = ()
+    try:
+        return timm.create_model(name, pretrained=True, **kwargs)
+    except LocalEntryNotFoundError:
+        why = f"the pretrained weights of {name} are not in the Hugging Face cache {constants.HF_HUB_CACHE}" + (
+            " (HF_HUB_OFFLINE is set)" if constants.HF_HUB_OFFLINE else " and could not be downloaded"
+        )
+    except (OSError, ConnectionError, *transport_errors) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        why = f"the pretrained weights of {name} could not be fetched into {constants.HF_HUB_CACHE}: {reason}"
+    raise SolverError(f"model.pretrained: {why}. {ways_to_weights(name)}")
+
+
+def ways_to_weights(name: str) -> str:
+    hub_id = get_pretrained_cfg(name).hf_hub_id or name
+    return (
+        "Either download them into the cache on a connected machine, "
+        f"python -c \"import timm; timm.create_model('{name}', pretrained=True)\" (or hf download {hub_id}), "
+        "and copy its HF_HOME folder here (HF_HOME=<that folder>); or set model.weights: <a local weights file>; "
+        "or set model.pretrained: false to train from scratch"
+    )
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

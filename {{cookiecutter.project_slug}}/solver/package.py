@@ -34,13 +34,13 @@ import yaml
 import solver
 from solver.atomic import promote_dir, write_csv
 from solver.competition import Competition, read_csv
-from solver.config import ExperimentConfig, validate
+from solver.config import ExperimentConfig, load_experiment_config, validate
 from solver.data import ImageDataset, build_transform, check_images_exist
 from solver.errors import SolverError
 from solver.models import create_model
 from solver.provenance import git_sha
 from solver.submission import build_submission, validate_submission
-from solver.trainer import make_loader, predict, resolve_device
+from solver.trainer import default_num_workers, make_loader, predict, resolve_device
 from solver.tta import ViewsDataset, predict_tta
 
 MANIFEST = "package.json"
@@ -99,9 +99,20 @@ def _resolved_config(comp: Competition, exp_dir: Path, source_dir: Path, source:
         difference = config_difference(resolved, read_fold_config(exp_dir / f"fold{k}"), source, f"fold{k}")
         if difference:
             raise SolverError(f"{exp_dir / f'fold{k}'} was trained with another config than {path} ({difference}); predict '{source}' again first")
-    # The checkpoints hold every weight: the start weights file (model.weights) is not needed and not shipped.
-    resolved["config"]["model"]["weights"] = None
+    # The checkpoints hold every weight: neither the start weights file (model.weights) nor timm's pretrained
+    # weights are needed, and nothing is downloaded at inference.
+    resolved["config"]["model"].update(weights=None, pretrained=False)
+    # Training resolved num_workers: auto into its own machine's number; the machine that runs infer.py resolves it again.
+    resolved["config"]["data"]["num_workers"] = _num_workers_as_written(comp, exp_dir.name, resolved.get("overrides") or [])
     return resolved
+
+
+def _num_workers_as_written(comp: Competition, exp_name: str, overrides: list[str]) -> int | str:
+    """data.num_workers of the experiment's file (with the run's overrides); auto when that file is gone or is a sweep's."""
+    try:
+        return load_experiment_config(comp.experiment_path(exp_name), overrides).data.num_workers
+    except SolverError:
+        return "auto"
 
 
 def kaggle_slug(text: str) -> str:
@@ -274,7 +285,9 @@ def predict_package(
     paths = [comp.image_files("test", i) if comp.multi_file_images else comp.image_path("test", i) for i in test_df[id_col]]
     check_images_exist(paths, data_dir / comp.cfg.test_csv, list(test_df[id_col]))
     torch_device = resolve_device(device)
-    spec = cfg.model.model_copy(update={"weights": None})
+    if cfg.data.num_workers == "auto":
+        cfg.data.num_workers = default_num_workers(torch_device)  # this machine's cores, not the training machine's
+    spec = cfg.model.model_copy(update={"weights": None, "pretrained": False})  # the checkpoints hold every weight: no download
     if verbose:
         print(f"solver: {solver.__file__}")
         print(

@@ -1,6 +1,6 @@
 """A new competition folder: <name>/competition.yaml (the data contract) and <name>/configs/exp001.yaml.
 
-The one source of the per-competition files: `make competition NAME=x TASK=multilabel` calls it, and so does
+The one source of the per-competition files: `make competition NAME=x TASK=multilabel [PRETRAINED=0]` calls it, and so does
 the template's post-generation hook for the first competition. Standard library only (the hook runs it with
 cookiecutter's Python, before this repository's dependencies are installed).
 """
@@ -70,28 +70,76 @@ n_folds: 5
 fold_seed: 42
 """
 
-EXPERIMENT = Template("""\
-# First experiment of $name: only what differs from solver/config.py's defaults.
-# make train COMP=$name EXP=exp001
-model:
-  name: resnet18            # any timm model; weights: path/to/local/weights.pth to start from a file
-data:
-  image_size: 224
-  batch_size: 32
-  num_workers: 2
+AUGMENT = """\
 augment:
   train:
     - {name: HorizontalFlip, p: 0.5}
     - {name: Affine, p: 0.5, scale: [0.9, 1.1], rotate: [-15, 15]}
     - {name: RandomBrightnessContrast, p: 0.3}
+"""
+
+# Fine-tuning ImageNet weights (the default): the weights already see edges and textures, so a low LR adapts them.
+PRETRAINED = Template(
+    """\
+# First experiment of $name: only what differs from solver/config.py's defaults.
+# make train COMP=$name EXP=exp001
+model:
+  name: resnet18.a1_in1k    # any timm model; the tag after the dot names its weights, e.g. timm.list_pretrained('resnet18*')
+  pretrained: true          # timm's ImageNet weights from the Hugging Face cache (README: pretrained weights); false: from scratch
+data:
+  image_size: 224           # the size the weights were trained at
+  batch_size: 32
+  # num_workers: auto       # default: on CUDA the cores less one (at most 8), on the CPU 0
+"""
+    + AUGMENT
+    + """\
 train:
   epochs: 20
-  lr: 1.0e-4                # Adam, the default optimizer
+  lr: 1.0e-4                # Adam, the default optimizer, at 1e-4: fine-tuning moves pretrained weights gently
   schedule:
-    name: plateau           # ReduceLROnPlateau on the competition metric; cyclic, cosine, onecycle, step, ...
-    warmup_epochs: 1
+    name: plateau           # halve the LR when the metric stalls; cyclic, cosine, onecycle, step, ...
+    warmup_epochs: 1        # the new classifier starts random: a short warmup keeps its first gradients off the backbone
   early_stopping_patience: 5
-""")
+"""
+)
+
+# From scratch (make competition PRETRAINED=0): random weights need a higher LR, more epochs and more regularisation;
+# the curriculum of digits/configs/exp001_resnet10t.yaml (small images, then full size with MixUp, then a clean fine-tune).
+FROM_SCRATCH = Template(
+    """\
+# First experiment of $name, from scratch (no pretrained weights): only what differs from solver/config.py's defaults.
+# make train COMP=$name EXP=exp001   (make plan COMP=$name EXP=exp001 draws the LR of every stage)
+model:
+  name: resnet18            # any timm model; a small one learns fastest without pretrained weights
+  pretrained: false         # true, with a tag (resnet18.a1_in1k), fine-tunes ImageNet weights instead
+data:
+  image_size: 224
+  batch_size: 64            # larger batches steady BatchNorm statistics of random weights (and MixUp needs an even size)
+  # num_workers: auto       # default: on CUDA the cores less one (at most 8), on the CPU 0
+"""
+    + AUGMENT
+    + """\
+train:
+  optimizer: adamw          # decoupled weight decay: the regularisation a network without a prior needs
+  lr: 2.0e-3                # 20x the fine-tuning LR: random weights must move far (digits learns at 3e-3, batch 64)
+  weight_decay: 0.05        # AdamW's usual value from scratch (never applied to norms and biases)
+  schedule:
+    name: cosine            # one decay from lr to min_lr over stages 1-2 (stage 2 continues it)
+    warmup_epochs: 2        # the first steps of random weights are the most unstable: ramp the LR up over two epochs
+  stages:
+    # 1. small images first: about 3x faster epochs while the network learns coarse shapes; augmentation ramps up
+    - {epochs: 10, image_size: 128, aug_p: [0.3, 0.8]}
+    # 2. full size, strong augmentation and MixUp: the longest stage, where overfitting would start
+    - {epochs: 25, aug_p: 0.8, mixup_alpha: 0.2, continue_schedule: true}
+    # 3. a short fine-tune on clean images at a tenth of the LR: the network ends on images like the test's
+    - {epochs: 5, aug_p: 0.0, lr: 2.0e-4, schedule: {name: cosine}}
+  early_stopping_patience: null   # a cosine schedule is meant to run to its end (MixUp makes the metric noisy early)
+"""
+)
+
+
+def experiment_yaml(name: str, pretrained: bool = True) -> str:
+    return (PRETRAINED if pretrained else FROM_SCRATCH).substitute(name=name)
 
 
 def check_name(root: Path, name: str) -> None:
@@ -123,11 +171,12 @@ def competition_yaml(name: str, task: str, kaggle_slug: str | None = None) -> st
     return text + FOOTER
 
 
-def new_competition(root: Path, name: str, task: str, kaggle_slug: str | None = None) -> Path:
-    """Write <root>/<name>/ for the task; refuse a bad or taken name. Written in a temporary folder, then renamed."""
+def new_competition(root: Path, name: str, task: str, kaggle_slug: str | None = None, pretrained: bool = True) -> Path:
+    """Write <root>/<name>/ for the task; refuse a bad or taken name. Written in a temporary folder, then renamed.
+    pretrained: exp001 fine-tunes ImageNet weights; False: a from-scratch recipe."""
     root = Path(root)
     check_name(root, name)
-    files = {"competition.yaml": competition_yaml(name, task, kaggle_slug), "configs/exp001.yaml": EXPERIMENT.substitute(name=name)}
+    files = {"competition.yaml": competition_yaml(name, task, kaggle_slug), "configs/exp001.yaml": experiment_yaml(name, pretrained)}
     partial = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=root))
     try:
         for relative, text in files.items():

@@ -13,7 +13,8 @@ from solver.experiment import load_experiment, train_fold
 from solver.scaffold import RESERVED, new_competition
 from tests.synthetic import make_competition
 
-TINY = ["model.name=test_resnet", "data.image_size=32", "data.batch_size=8", "data.num_workers=0", "train.epochs=1"]
+# (pretrained off: tests never reach the network; tests/test_pretrained.py trains from a hub cache it writes)
+TINY = ["model.name=test_resnet", "model.pretrained=false", "data.image_size=32", "data.batch_size=8", "data.num_workers=0", "train.epochs=1"]
 
 
 def new(repo, root, *args) -> subprocess.CompletedProcess:
@@ -87,3 +88,30 @@ def test_new_competition_with_data_in_its_layout_checks_loads_and_trains(tmp_pat
     assert (tmp_path / "runs/hpa/exp001/fold0/best.pt").is_file()
     resolved = yaml.safe_load((tmp_path / "runs/hpa/exp001/fold0/config.yaml").read_text())
     assert resolved["competition"] == "hpa" and resolved["classes"] == ["0", "1", "2", "3"]
+
+
+def test_exp001_fine_tunes_pretrained_weights_by_default_and_learns_from_scratch_on_request(repo, tmp_path):
+    new_competition(tmp_path, "photos", "multiclass")
+    fine_tune = load_experiment_config(tmp_path / "photos/configs/exp001.yaml")
+    assert (fine_tune.model.name, fine_tune.model.pretrained) == ("resnet18.a1_in1k", True)
+    assert (fine_tune.train.optimizer, fine_tune.train.lr, fine_tune.train.schedule.name) == ("adam", 1e-4, "plateau")
+    assert fine_tune.train.stages is None
+
+    result = new(repo, tmp_path, "--name", "scratch", "--from-scratch")
+    assert result.returncode == 0, result.stderr
+    assert "(multiclass, from scratch)" in result.stdout
+    scratch = load_experiment_config(tmp_path / "scratch/configs/exp001.yaml")
+    assert scratch.model.pretrained is False and scratch.model.weights is None
+    assert scratch.train.optimizer == "adamw" and scratch.train.lr >= 1e-3 and scratch.train.schedule.warmup_epochs > 0
+    stages = scratch.train.resolved_stages(scratch.data.image_size)
+    assert len(stages) == 3 and stages[0].image_size < stages[1].image_size == scratch.data.image_size  # small images first
+    assert stages[1].mixup_alpha > 0 and stages[-1].aug_p == 0 and stages[-1].lr < scratch.train.lr  # ends on clean images, low LR
+    assert scratch.train.epochs == sum(s.epochs for s in stages)
+
+
+def test_the_from_scratch_exp001_loads_with_data_in_its_layout(tmp_path):
+    make_competition(tmp_path, name="photos", n_train=20, n_test=4)
+    shutil.rmtree(tmp_path / "photos")
+    new_competition(tmp_path, "photos", "multiclass", pretrained=False)
+    exp = load_experiment(tmp_path, "photos", "exp001", ["model.name=test_resnet"])  # its schedules and stages pass the load-time checks
+    assert exp.cfg.train.stages is not None and exp.cfg.model.pretrained is False

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from solver.competition import Competition
 from solver.errors import SolverError
@@ -155,3 +156,35 @@ def test_kaggle_slug():
     assert kaggle_slug("digits-exp001_resnet10t/tta8") == "digits-exp001-resnet10t-tta8"
     assert kaggle_slug("a/b") == "a-b-model"
     assert len(kaggle_slug("x" * 80)) == 50
+
+
+def test_num_workers_auto_is_resolved_on_the_machine_that_runs_infer(trained, tmp_path, monkeypatch):
+    comp = Competition.load(trained, "synth")
+    trained_with = yaml.safe_load((trained / "runs/synth/tiny/config.yaml").read_text())["config"]["data"]["num_workers"]
+    assert trained_with == 0  # training on this CPU resolved auto into 0
+    package = build_package(comp, "tiny", tmp_path / "pkg")
+    assert yaml.safe_load((package / "config.yaml").read_text())["config"]["data"]["num_workers"] == "auto"  # as the experiment says
+
+    # infer.py on a machine where auto means one worker (a GPU box): its loaders get that machine's number
+    import solver.package
+
+    monkeypatch.setattr(solver.package, "default_num_workers", lambda device: 1)
+    workers = []
+    real_make_loader = solver.package.make_loader
+    monkeypatch.setattr(solver.package, "make_loader", lambda *a, **kw: workers.append(kw["num_workers"]) or real_make_loader(*a, **kw))
+    out = predict_package(package, trained / "data/synth", tmp_path / "sub.csv", "cpu")
+    assert workers == [1, 1]  # one loader per fold
+    expected = pd.read_csv(make_submission(comp, trained / "runs/synth/tiny", tmp_path / "expected.csv"), dtype=str)
+    pd.testing.assert_frame_equal(pd.read_csv(out, dtype=str), expected)
+
+
+def test_a_number_of_workers_written_in_the_experiment_is_kept(trained, tmp_path):
+    comp = Competition.load(trained, "synth")
+    config = trained / "synth/configs/tiny.yaml"
+    original = config.read_text()
+    try:
+        config.write_text(original.replace("batch_size: 8", "batch_size: 8\n  num_workers: 0"))
+        package = build_package(comp, "tiny", tmp_path / "pkg")
+    finally:
+        config.write_text(original)
+    assert yaml.safe_load((package / "config.yaml").read_text())["config"]["data"]["num_workers"] == 0
