@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
+from pydantic import ValidationError
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
@@ -176,8 +177,27 @@ def build_augmentations(specs: list[dict], source: str = "augment.train", image_
             # strict=True: an argument the transform does not know is an error, not a warning.
             transforms.append(cls(**follow_stage_size(name, spec, image_size), strict=True))
         except (TypeError, ValueError) as err:
-            raise SolverError(f"{where} ({name}): {err}") from None
+            raise SolverError(f"{where} ({name}): {_argument_error(err)}{_size_hint(name, spec)}") from None
     return transforms
+
+
+def _argument_error(err: Exception) -> str:
+    """One line for albumentations' argument check (it re-raises pydantic's ValidationError, a block, as a ValueError)."""
+    cause = err if isinstance(err, ValidationError) else err.__cause__
+    if not isinstance(cause, ValidationError):
+        return str(err)
+    problems = []
+    for e in cause.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "arguments"
+        problems.append(f"{key}: {e['msg']}" + ("" if e["type"] == "missing" else f" (got {e['input']!r})"))
+    return "; ".join(problems)
+
+
+def _size_hint(name: str, spec: dict) -> str:
+    """albumentations 1.x took height/width where 2.x takes size=(h, w): say so to a user of the old names."""
+    if STAGE_SIZE_ARGS.get(name) == ("size",) and ({"height", "width"} & set(spec) or "size" in spec):
+        return "; it takes size: [height, width] (albumentations 2), or leave size out to follow the stage's image_size"
+    return ""
 
 
 def takes_original_image(transforms: Sequence[A.BasicTransform]) -> bool:
@@ -247,9 +267,11 @@ def check_image_sizes(specs: list[dict], source: str, stage_sizes: Sequence[int]
             before = image.shape
             image, error = _apply(transform, image)
             if error is not None:
+                name = type(transform).__name__
+                sized = any(specs[i].get(arg, "auto") != "auto" for arg in STAGE_SIZE_ARGS.get(name, ()))
+                fix = f"leave its size out (or set it to auto) to follow each stage's image size, or make it fit {size}" if sized else "remove it"
                 raise SolverError(
-                    f"{source}[{i}] ({type(transform).__name__}) cannot run at stage {stage} (image_size {size}) on a {before[0]}x{before[1]} "
-                    f"image: {error}; leave its size out (or set it to auto) to follow each stage's image size, or make it fit {size}"
+                    f"{source}[{i}] ({name}) cannot run at stage {stage} (image_size {size}) on a {before[0]}x{before[1]} image: {error}; {fix}"
                 )
 
 
