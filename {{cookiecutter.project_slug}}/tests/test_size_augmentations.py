@@ -17,6 +17,7 @@ FOLLOWING = {
     "RandomResizedCrop-auto": ({"size": "auto"}, {"size": (24, 24)}),
     "RandomSizedCrop": ({"min_max_height": [8, 20]}, {"size": (24, 24)}),
     "RandomCrop": ({}, {"height": 24, "width": 24}),
+    "RandomSizedBBoxSafeCrop": ({"erosion_rate": 0.1}, {"height": 24, "width": 24}),
     "RandomCrop-auto": ({"height": "auto", "width": "auto"}, {"height": 24, "width": 24}),
     "CenterCrop": ({}, {"height": 24, "width": 24}),
     "Resize": ({}, {"height": 24, "width": 24}),
@@ -146,7 +147,7 @@ def test_crop_larger_than_a_stage_fails_when_the_experiment_loads(tmp_path):
         load_experiment(tmp_path, "synth", "tiny")
     with pytest.raises(SolverError, match=message):
         train_experiment(tmp_path, "synth", "tiny")
-    assert not (tmp_path / "runs/synth/tiny").exists()
+    assert [p.name for p in (tmp_path / "runs/synth").iterdir()] == ["folds.csv"]  # the competition's folds, made on first use; no run
 
 
 def test_tta_crop_larger_than_a_stage_fails_when_the_experiment_loads(tmp_path):
