@@ -157,7 +157,7 @@ class DataSpec(_Strict):
 
 
 class AugmentSpec(_Strict):
-    # albumentations transforms by class name with their arguments, applied after resizing, e.g.
+    # albumentations transforms by class name with their arguments (crop sizes follow the stage: data.build_transform), e.g.
     #   - {name: Affine, p: 0.5, rotate: [-10, 10]}
     train: list[dict[str, Any]] = []
 

@@ -34,6 +34,7 @@ from solver.data import (
     ImageDataset,
     build_transform,
     check_augmentations,
+    check_image_sizes,
     check_images_exist,
     load_images,
     normalization,
@@ -137,6 +138,12 @@ def load_experiment(root: Path, comp_name: str, exp_name: str, overrides=(), loa
     check_augmentations(cfg.augment.train, "augment.train", in_chans, cfg.data.image_size)  # so does one that cannot take N channels
     if cfg.tta.augment is not None:
         check_augmentations(cfg.tta.augment, "tta.augment", in_chans, cfg.data.image_size)
+    # ... and one that cannot fit a stage's image size: TTA views run at the size of the best epoch's stage, any of them.
+    stage_sizes = [stage.image_size for stage in cfg.train.resolved_stages(cfg.data.image_size)]
+    original_hw = (train_images[0] if train_images else read_sample(train_paths[0])).shape[:2]
+    for specs, source in ((cfg.augment.train, "augment.train"), (cfg.tta.augment, "tta.augment")):
+        if specs:
+            check_image_sizes(specs, source, stage_sizes, in_chans, original_hw)
     check_schedules(cfg, int((folds != 0).sum()), comp.metric.greater_is_better)  # so does a bad schedule
     return Experiment(
         comp,

@@ -50,6 +50,24 @@ def test_views_are_seeded_per_sample_and_start_with_the_plain_image(tmp_path):
     assert not torch.equal(views[2][0][1:], x[1:])
 
 
+def test_views_with_a_random_resized_crop_are_at_the_checkpoint_size(tmp_path):
+    import cv2
+
+    for i, (h, w) in enumerate([(40, 30), (20, 52)]):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.random.default_rng(i).integers(0, 255, (h, w, 3), dtype=np.uint8))
+    cfg = ExperimentConfig.model_validate(
+        {"data": {"image_size": 32}, "augment": {"train": [{"name": "RandomResizedCrop"}, {"name": "LongestMaxSize"}]}}
+    )
+    base = ImageDataset([tmp_path / f"{i}.png" for i in range(2)], None, None, channels=3)
+    plain = build_transform(cfg, [0.5] * 3, [0.25] * 3, train=False, image_size=24)
+    augmented = build_transform(cfg, [0.5] * 3, [0.25] * 3, train=True, image_size=24)  # a checkpoint of a 24-pixel stage
+    views = ViewsDataset(base, plain, augmented, 6, seed=0)
+    for i in range(2):
+        x, _ = views[i]
+        assert x.shape == (6, 3, 24, 24)
+        assert not torch.equal(x[1], x[2])
+
+
 def test_tta_stage_is_a_source_with_its_own_leaderboard_row(tmp_path):
     make_competition(tmp_path)
     train_experiment(tmp_path, "synth", "tiny")
