@@ -3,7 +3,7 @@
 runs/<comp>/<exp>/knn/: features for stacking, and a source (the neighbours' label distribution) with a
 leaderboard row. The knn.* keys of the experiment set k, the space, the HNSW parameters and the features.
 
-python bin/knn.py --comp digits --exp exp001_resnet10t [knn.k=20 ...]
+python bin/knn.py --comp digits --exp exp001_resnet10t [--name RUN] [knn.k=20 ...]
 """
 
 import sys
@@ -17,8 +17,10 @@ from solver.level2 import knn_stage  # noqa: E402
 
 
 def main() -> None:
-    args = make_parser(__doc__, overrides=True).parse_args()
-    knn_stage(args.root, args.comp, args.exp, args.overrides)
+    parser = make_parser(__doc__, overrides=True)
+    parser.add_argument("--name", help="the run folder under runs/<comp>/ (default: the experiment's name)")
+    args = parser.parse_args()
+    knn_stage(args.root, args.comp, args.exp, args.overrides, run_name=args.name)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """Train an experiment on every fold (or --fold k), then write OOF, test predictions and the CV score.
 
-A fold killed before it finished resumes from fold<k>.partial/last.pt when run again (--fresh starts over).
+A fold killed before it finished resumes from fold<k>.partial/last.pt when run again; finished folds are kept
+(a finished experiment is left as it is). Another config than the finished folds' is refused unless --fresh,
+which retrains every requested fold and keeps the experiment's results until the new folds are joined.
 
 python bin/train.py --comp digits --exp exp001_resnet10t [--fold 0,1] [train.lr=1e-3 ...]
 
@@ -23,7 +25,7 @@ from solver.experiment import train_experiment  # noqa: E402
 
 def main() -> None:
     parser = make_parser(__doc__, folds=True, overrides=True)
-    parser.add_argument("--fresh", action="store_true", help="start over instead of resuming a killed run from fold<k>.partial/last.pt")
+    parser.add_argument("--fresh", action="store_true", help="retrain the folds from scratch: finished ones and killed runs (fold<k>.partial) alike")
     parser.add_argument("--name", help="the run folder under runs/<comp>/ (default: the experiment's name), e.g. for a sweep")
     args = parser.parse_args()
     train_experiment(args.root, args.comp, args.exp, args.folds, args.overrides, fresh=args.fresh, run_name=args.name)

@@ -460,12 +460,24 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             value = raw
+        _check_flow_keys(item, value)
         node = nested
         *parents, leaf = key.strip().split(".")
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
     return nested
+
+
+def _check_flow_keys(item: str, value: Any) -> None:
+    """YAML reads {foo:1} (no space after the colon) as the key 'foo:1' without a value, which timm then drops."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if inner is None and isinstance(key, str) and ":" in key:
+                name, _, given = key.partition(":")
+                fix = f"{{{name}: {given}}}"
+                raise SolverError(f"override '{item}': {key!r} is read as a key without a value; write {fix}, with a space after the colon")
+            _check_flow_keys(item, inner)
 
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

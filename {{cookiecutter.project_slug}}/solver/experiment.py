@@ -250,13 +250,14 @@ def comparable(resolved: dict) -> dict:
 
 
 def config_difference(a: dict, b: dict, a_name: str = "now", b_name: str = "there") -> str | None:
-    """ "train.lr 0.01 (now) vs 0.003 (there), and 2 more", or None when a and b are comparable."""
+    """ "train.lr 0.01 (now) vs 0.003 (there), data.batch_size 4 (now) vs 8 (there)" (the first 5 keys, then "and N more"),
+    or None when a and b are comparable."""
     a, b = comparable(a), comparable(b)
     differ = sorted(key for key in a.keys() | b.keys() if a.get(key) != b.get(key) and not _new_key_at_default(key, a, b))
     if not differ:
         return None
-    more = f", and {len(differ) - 1} more" if len(differ) > 1 else ""
-    return f"{differ[0]} {a.get(differ[0])!r} ({a_name}) vs {b.get(differ[0])!r} ({b_name}){more}"
+    shown = ", ".join(f"{key} {a.get(key)!r} ({a_name}) vs {b.get(key)!r} ({b_name})" for key in differ[:5])
+    return shown + (f", and {len(differ) - 5} more" if len(differ) > 5 else "")
 
 
 _NO_DEFAULT = object()
@@ -292,20 +293,40 @@ def read_fold_config(folder: Path) -> dict:
     return yaml.safe_load((folder / "config.yaml").read_text())
 
 
-def _resumable(partial: Path, resolved: dict) -> bool:
-    """A fold folder left by a killed run of the same config, with a checkpoint to continue from."""
-    if not (partial / "last.pt").is_file() or not (partial / "config.yaml").is_file():
+def _partial_to_delete(partial: Path, resolved: dict, fresh: bool) -> bool:
+    """Whether a fold<k>.partial left by a killed run goes: with FRESH, or when it has no checkpoint to resume from.
+    One with a checkpoint of another config holds epochs of training: refused, never deleted silently."""
+    if not partial.exists():
         return False
-    return config_difference(resolved, read_fold_config(partial)) is None
+    if fresh or not (partial / "last.pt").is_file() or not (partial / "config.yaml").is_file():
+        return True
+    difference = config_difference(resolved, read_fold_config(partial), "now", partial.name)
+    if difference:
+        raise SolverError(
+            f"{partial} is a killed run of another config ({difference}); run again with its config to resume it, "
+            f"or FRESH=1 (--fresh) to start that fold over (deletes it)"
+        )
+    return False
 
 
-def check_finished_folds(exp: Experiment, training: list[int]) -> None:
-    """Before training: a finished fold that will not be retrained must match the config, or the CV mixes two models."""
+def _fold_complete(exp: Experiment, k: int) -> bool:
+    """A finished fold: its checkpoint, config and predictions are all there."""
+    return all((exp.fold_dir(k) / name).is_file() for name in ("best.pt", "config.yaml", "oof.csv", "test.csv"))
+
+
+def check_finished_folds(exp: Experiment, training: list[int], fresh: bool = False) -> None:
+    """Before training: a finished fold of another config is replaced only with FRESH, and one that will not be
+    retrained must match the config, or the CV mixes two models."""
     current = exp.resolved_config()
     for k in range(exp.n_folds):
-        if k in training or not (exp.fold_dir(k) / "config.yaml").is_file():
+        if (fresh and k in training) or not (exp.fold_dir(k) / "config.yaml").is_file():
             continue
         difference = config_difference(current, read_fold_config(exp.fold_dir(k)))
+        if difference and k in training:
+            raise SolverError(
+                f"{exp.fold_dir(k)} finished with another config ({difference}); FRESH=1 (--fresh) retrains it with this one "
+                f"(the experiment's results stay until every fold is replaced), or NAME=<run> (--name) trains this config beside it"
+            )
         if difference:
             raise SolverError(
                 f"{exp.fold_dir(k)} finished with another config ({difference}); train all folds (no --fold / FOLD=) "
@@ -320,17 +341,29 @@ def _restore_interrupted_promotion(exp: Experiment, k: int) -> None:
         os.replace(old, exp.fold_dir(k))
 
 
-AGGREGATES = ("oof.csv", "test.csv", "score.json", "config.yaml", "submission.csv")
 DERIVED_DIRS = ("tta*", "knn")  # later stages computed from the folds' checkpoints
 
 
-def _drop_aggregates(exp: Experiment) -> None:
-    """A fold was replaced: the experiment's joined predictions and score describe models that are gone."""
-    for name in AGGREGATES:
-        (exp.dir / name).unlink(missing_ok=True)
-    for pattern in DERIVED_DIRS:
-        for folder in exp.dir.glob(pattern):
-            shutil.rmtree(folder)
+def _mark_derived_stale(exp: Experiment) -> None:
+    """After a join: TTA and kNN sources made from checkpoints that were replaced since are kept, marked stale
+    (solver.submission.stale_inputs: the leaderboard greys them, ensembles and submit refuse them), until recomputed."""
+    checkpoints = [exp.fold_dir(k) / "best.pt" for k in range(exp.n_folds)]
+    newest = max(p.stat().st_mtime_ns for p in checkpoints if p.is_file())
+    for folder in sorted(p for pattern in DERIVED_DIRS for p in exp.dir.glob(pattern)):
+        config_path = folder / "config.yaml"
+        if not config_path.is_file() or config_path.stat().st_mtime_ns > newest:
+            continue
+        config = yaml.safe_load(config_path.read_text()) or {}
+        if not config.get("stale"):
+            target = "knn" if folder.name == "knn" else f"predict TTA={folder.name[3:]}"
+            again = f"make {target} COMP={exp.comp.name} EXP={exp.name}"
+            config["stale"] = f"the folds of {exp.name} were retrained since it was made; recompute it ({again})"
+            write_yaml(config, config_path)
+            print(f"{folder}: made from the previous folds, marked stale (kept)")
+    submission = exp.dir / "submission.csv"
+    if submission.is_file() and submission.stat().st_mtime_ns < newest:  # made from the previous test.csv
+        os.replace(submission, exp.dir / "submission.stale.csv")
+        print(f"{submission}: made from the previous folds, renamed submission.stale.csv; `make submit` writes a new one")
 
 
 def train_fold(exp: Experiment, k: int, fresh: bool = False, device: torch.device | None = None) -> dict:
@@ -358,8 +391,8 @@ def _train_fold(exp: Experiment, k: int, fresh: bool, device: torch.device) -> d
     if main:
         with exp.lock():
             _restore_interrupted_promotion(exp, k)
-        if partial.exists() and (fresh or not _resumable(partial, resolved)):
-            shutil.rmtree(partial)  # a run that died earlier with another config; it never became a finished fold
+        if _partial_to_delete(partial, resolved, fresh):
+            shutil.rmtree(partial)  # FRESH, or a run that died before its first checkpoint; it never became a finished fold
         partial.mkdir(parents=True, exist_ok=True)
         write_yaml(resolved, partial / "config.yaml")
     distributed.barrier()  # the other ranks resume from partial/last.pt only once rank 0 has decided to keep it
@@ -372,8 +405,7 @@ def _train_fold(exp: Experiment, k: int, fresh: bool, device: torch.device) -> d
     _predict_fold(exp, k, device, partial)
     if main:
         with exp.lock():  # another fold job may be joining the folds right now
-            _drop_aggregates(exp)
-            promote_dir(partial, exp.fold_dir(k))
+            promote_dir(partial, exp.fold_dir(k))  # the experiment's results stay until the join replaces them
     distributed.barrier()
     return result
 
@@ -381,6 +413,11 @@ def _train_fold(exp: Experiment, k: int, fresh: bool, device: torch.device) -> d
 def train_experiment(
     root: Path, comp_name: str, exp_name: str, folds: list[int] | None = None, overrides=(), fresh: bool = False, run_name: str | None = None
 ) -> dict | None:
+    """Train the folds not finished yet (fresh: every requested fold, from scratch), then join them all.
+
+    A finished experiment is left as it is. A fold of another config, or a killed run of one, is refused unless fresh;
+    with fresh, the experiment's results (and its TTA and kNN sources) stay until the new folds are joined.
+    """
     exp = load_experiment(root, comp_name, exp_name, overrides, run_name=run_name)
     folds = folds if folds is not None else exp.cfg.train.folds
     folds = list(range(exp.n_folds)) if folds is None else folds
@@ -395,26 +432,75 @@ def train_experiment(
                 for k in range(exp.n_folds):
                     _restore_interrupted_promotion(exp, k)
         distributed.barrier()
-        check_finished_folds(exp, folds)
+        check_finished_folds(exp, folds, fresh)
+        for k in folds:  # a killed run of another config stops us before any fold trains
+            _partial_to_delete(exp.fold_dir(k).with_name(f"fold{k}.partial"), exp.resolved_config(fold=k), fresh)
+        todo = folds if fresh else [k for k in folds if not _fold_complete(exp, k)]
+        if not todo and _joined_after_every_fold(exp):
+            return _already_complete(exp, folds) if main else None
         if main:
             ranks = distributed.ranks().world_size
+            done = sorted(set(folds) - set(todo))
+            skipped = f" (fold {', '.join(map(str, done))} finished already with this config: FRESH=1 retrains)" if done else ""
             print(
                 f"{comp_name}/{exp.name}: {exp.cfg.model.name}, {len(exp.train_df)} train / {len(exp.test_df)} test images, "
-                f"{exp.in_chans} channel(s), {exp.comp.num_classes} classes, folds {folds}"
+                f"{exp.in_chans} channel(s), {exp.comp.num_classes} classes, folds {todo}{skipped}"
                 + (f", {ranks} processes ({device.type}) x batch {exp.cfg.data.batch_size}" if ranks > 1 else "")
             )
-        for k in folds:
-            start = time.perf_counter()
-            result = train_fold(exp, k, fresh, device)
-            if main:
-                print(f"fold {k}: best {exp.comp.metric.name} {result['score']:.4f} at epoch {result['epoch']} ({time.perf_counter() - start:.0f}s)")
+        _train_folds(exp, todo, fresh, device)
         if not main:
             return None
         with exp.lock():  # fold jobs running side by side: the last one to finish joins them all
-            if len(folds) < exp.n_folds and _joined_after_every_fold(exp):  # another job finished after ours and joined them already
+            if _joined_after_every_fold(exp):  # another job finished after ours and joined them already
                 print(f"{exp.dir}: the folds were already joined by another fold job")
-                return json.loads((exp.dir / "score.json").read_text())
-            return aggregate(exp)
+                score = json.loads((exp.dir / "score.json").read_text())
+            else:
+                score = aggregate(exp)
+            if score is not None:
+                _mark_derived_stale(exp)
+            return score
+
+
+def _already_complete(exp: Experiment, folds: list[int]) -> dict:
+    """Asking for what is done is no error (`make train` twice, a script that trains then predicts): say so, change nothing."""
+    score = json.loads((exp.dir / "score.json").read_text())
+    which = "every fold" if len(folds) == exp.n_folds else f"fold(s) {', '.join(map(str, folds))}"
+    print(
+        f"{exp.comp.name}/{exp.name} is complete ({which} trained with this config, CV {score['metric']} {score['cv']:.4f}): nothing to train. "
+        f"To train it again: FRESH=1 (--fresh; its results stay until every fold is replaced), or NAME=<run> (--name) for a new run folder"
+    )
+    return score
+
+
+def _train_folds(exp: Experiment, folds: list[int], fresh: bool, device: torch.device) -> None:
+    """Train each fold. A fold another job is training (FOLD=k side by side) is left to it and waited for at the end:
+    finished there, it counts; if that job died, this one trains it (resuming its checkpoint)."""
+    main, started = distributed.is_main(), time.time_ns()
+    alone = distributed.ranks().world_size == 1  # under torchrun the ranks train every fold together
+    deferred = {k: holder for k in folds if alone and (holder := _fold_lock_holder(exp, k))}
+    for k in [k for k in folds if k not in deferred] + list(deferred):
+        if k in deferred:
+            print(f"fold {k}: being trained by another job ({deferred[k]}); waiting for it")
+            with distributed.locked(exp.dir / f".fold{k}.lock", f"fold {k} of {exp.dir}"):
+                pass
+            best = exp.fold_dir(k) / "best.pt"
+            if _fold_complete(exp, k) and (not fresh or best.stat().st_mtime_ns > started):
+                print(f"fold {k}: trained by the other job ({deferred[k]})")
+                continue
+        start = time.perf_counter()
+        result = train_fold(exp, k, fresh, device)
+        if main:
+            print(f"fold {k}: best {exp.comp.metric.name} {result['score']:.4f} at epoch {result['epoch']} ({time.perf_counter() - start:.0f}s)")
+
+
+def _fold_lock_holder(exp: Experiment, k: int) -> str | None:
+    """The job holding fold k's lock ("pid 123 on host"), or None when it is free."""
+    path = exp.dir / f".fold{k}.lock"
+    try:
+        with distributed.locked(path, f"fold {k} of {exp.dir}", wait=False):
+            return None
+    except SolverError:
+        return path.read_text().strip() or "another process"
 
 
 def _joined_after_every_fold(exp: Experiment) -> bool:
@@ -428,6 +514,12 @@ def _joined_after_every_fold(exp: Experiment) -> bool:
 def _finished_folds(exp: Experiment) -> list[int]:
     """Folds with a checkpoint, each checked to come from the current config."""
     done = [k for k in range(exp.n_folds) if (exp.fold_dir(k) / "best.pt").is_file()]
+    for k in range(exp.n_folds):
+        if k not in done and exp.fold_dir(k).is_dir():  # its old predictions would join the CV of the others
+            raise SolverError(
+                f"{exp.fold_dir(k) / 'best.pt'} is missing: fold {k} cannot be predicted again; "
+                f"retrain that fold: make train COMP={exp.comp.name} EXP={exp.name} FOLD={k}"
+            )
     if not done:
         raise SolverError(f"{exp.dir}: no fold has a checkpoint (fold<k>/best.pt); run `make train COMP={exp.comp.name} EXP={exp.name}` first")
     current = exp.resolved_config()

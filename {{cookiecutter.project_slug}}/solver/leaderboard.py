@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import yaml
 
 from solver.atomic import write_csv
 from solver.competition import Competition
+from solver.experiment import folds_hash
 from solver.plots import plot_leaderboard
 from solver.submission import stale_inputs
 
@@ -16,16 +18,24 @@ COLUMNS = ["source", "kind", "model", "metric", "cv", "cv_std", "holdout", "fold
 
 
 def collect_scores(comp: Competition) -> pd.DataFrame:
-    rows = []
+    rows, current_folds = [], folds_hash(comp)
     for path in sorted(comp.runs_dir.glob("**/score.json")):  # experiments, their TTA and kNN, ensembles, stacks
         score = json.loads(path.read_text())
         folds = score.get("fold_scores") or []
-        stale = stale_inputs(path.parent) is not None  # an ensemble or stack whose inputs were recomputed since
+        # stale: an input recomputed since, folds retrained since (TTA, kNN), or a CV on another folds file
+        stale = stale_inputs(path.parent) is not None or _made_on_other_folds(path.parent, current_folds)
         rows.append({**score, "cv_std": pd.Series(folds).std() if len(folds) > 1 else None, "folds": len(folds), "stale": stale})
     df = pd.DataFrame(rows, columns=COLUMNS)
     if len(df):
         df = df.sort_values("cv", ascending=not comp.metric.greater_is_better, kind="stable").reset_index(drop=True)
     return df
+
+
+def _made_on_other_folds(source_dir, current_folds: str) -> bool:
+    """A CV computed on another folds file than the current one does not compare with the others."""
+    config_path = source_dir / "config.yaml"
+    recorded = (yaml.safe_load(config_path.read_text()) or {}).get("folds_hash") if config_path.is_file() else None
+    return recorded is not None and recorded != current_folds
 
 
 def write_leaderboard(comp: Competition) -> tuple[pd.DataFrame, str]:

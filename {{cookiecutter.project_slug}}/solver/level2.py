@@ -129,9 +129,9 @@ def knn_settings(exp_cfg) -> KnnSettings:
     return KnnSettings(spec.k, spec.space, spec.M, spec.ef_construction, spec.ef_search, spec.exact_below, tuple(spec.features))
 
 
-def knn_stage(root: Path, comp_name: str, exp_name: str, overrides=()) -> dict:
-    """Embeddings of every fold model -> fold-safe kNN features -> runs/<comp>/<exp>/knn/ (features + a source)."""
-    exp = load_experiment(root, comp_name, exp_name, overrides)
+def knn_stage(root: Path, comp_name: str, exp_name: str, overrides=(), run_name: str | None = None) -> dict:
+    """Embeddings of every fold model -> fold-safe kNN features -> runs/<comp>/<run_name or exp>/knn/ (features + a source)."""
+    exp = load_experiment(root, comp_name, exp_name, overrides, run_name=run_name)
     comp = exp.comp
     settings = knn_settings(exp.cfg)
     train_emb, test_emb = embeddings(exp)

@@ -177,8 +177,13 @@ def stale_inputs(source_dir: Path) -> str | None:
     config_path = source_dir / "config.yaml"
     if not config_path.is_file():
         return None
-    recorded = (yaml.safe_load(config_path.read_text()) or {}).get("input_hashes") or {}
+    config = yaml.safe_load(config_path.read_text()) or {}
+    if config.get("stale"):  # a TTA or kNN source whose folds were retrained since (solver.experiment._mark_derived_stale)
+        return str(config["stale"])
+    recorded = config.get("input_hashes") or {}
     for relative, digest in recorded.items():
+        if stale_inputs(source_dir.parent / relative):
+            return f"its input '{relative}' is stale"
         paths = [source_dir.parent / relative / name for name in ("oof.csv", "test.csv")]
         if relative.endswith("/knn"):
             paths = [source_dir.parent / relative / name for name in ("features_oof.csv", "features_test.csv")]

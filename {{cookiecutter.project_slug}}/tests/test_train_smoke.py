@@ -64,7 +64,7 @@ def test_same_seed_same_predictions(tmp_path):
     make_competition(tmp_path)
     train_experiment(tmp_path, "synth", "tiny", folds=[0])
     first = pd.read_csv(tmp_path / "runs/synth/tiny/fold0/oof.csv")
-    train_experiment(tmp_path, "synth", "tiny", folds=[0])
+    train_experiment(tmp_path, "synth", "tiny", folds=[0], fresh=True)
     second = pd.read_csv(tmp_path / "runs/synth/tiny/fold0/oof.csv")
     pd.testing.assert_frame_equal(first, second)
 
@@ -94,7 +94,7 @@ def test_a_failed_run_leaves_finished_results_untouched(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.optim.Adam, "step", crash_on_second_step)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train_experiment(tmp_path, "synth", "tiny", overrides=["train.lr=0.1"])
+        train_experiment(tmp_path, "synth", "tiny", overrides=["train.lr=0.1"], fresh=True)
     after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and ".partial" not in str(p)}
     assert after == before
 
@@ -116,11 +116,11 @@ def test_folds_trained_with_different_configs_are_not_mixed(tmp_path):
     assert (run / "fold1/best.pt").read_bytes() == fold1 and (run / "score.json").is_file()
     # Where and how fast a fold trains may differ between folds (one fold per GPU).
     assert train_experiment(tmp_path, "synth", "tiny", folds=[1], overrides=["train.folds=[1]", "data.num_workers=1"]) is not None
-    # A new config for every fold replaces them all.
-    assert train_experiment(tmp_path, "synth", "tiny", overrides=["train.lr=0.01"]) is not None
+    # A new config for every fold replaces them all, with FRESH.
+    assert train_experiment(tmp_path, "synth", "tiny", overrides=["train.lr=0.01"], fresh=True) is not None
 
 
-def test_retraining_a_fold_drops_the_stale_experiment_outputs(tmp_path):
+def test_retraining_a_fold_keeps_the_experiment_outputs_until_the_join(tmp_path):
     make_competition(tmp_path)
     train_experiment(tmp_path, "synth", "tiny")
     run = tmp_path / "runs/synth/tiny"
@@ -128,8 +128,8 @@ def test_retraining_a_fold_drops_the_stale_experiment_outputs(tmp_path):
     from solver.experiment import load_experiment, train_fold
 
     exp = load_experiment(tmp_path, "synth", "tiny")
-    train_fold(exp, 0)
-    assert not any((run / name).exists() for name in ("oof.csv", "test.csv", "score.json", "submission.csv"))
+    train_fold(exp, 0, fresh=True)
+    assert all((run / name).exists() for name in ("oof.csv", "test.csv", "score.json", "submission.csv"))
 
 
 def test_test_predictions_are_averaged_by_id_not_by_row(tmp_path):
