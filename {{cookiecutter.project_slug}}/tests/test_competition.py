@@ -41,6 +41,7 @@ def test_missing_image_is_named(tmp_path):
     (tmp_path / "data/synth/train/s005.png").unlink()
     with pytest.raises(SolverError, match=r"1 listed image\(s\) not found, e\.g\. .*train/s005\.png \(id 's005'\)"):
         load_experiment(tmp_path, "synth", "tiny")
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize("cache", [True, False])
@@ -121,8 +122,9 @@ def test_images_with_another_channel_count_are_named(tmp_path):
 
     make_competition(tmp_path)
     cv2.imwrite(str(tmp_path / "data/synth/train/s004.png"), np.zeros((32, 32), np.uint8))
-    with pytest.raises(SolverError, match=r"image .*s004\.png has 1 channel\(s\), the others 3"):
+    with pytest.raises(SolverError, match=r"different channel counts: 1 with 1 channel\(s\), e\.g\. .*s004\.png, 63 with 3"):
         train_experiment(tmp_path, "synth", "tiny", overrides=["data.cache_images=false"])
+    assert not (tmp_path / "runs").exists()  # before training: not even the folds file
 
 
 def test_duplicate_ids_are_refused(tmp_path):
