@@ -32,11 +32,12 @@ def read_image(path: Path) -> np.ndarray:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError:
         data = None
+    if data is not None and data.size:
+        _check_complete(path, data[:16].tobytes(), data[-16:].tobytes(), data.tobytes)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data is not None and data.size else None
     if image is None:
         reason = "file is missing" if not path.exists() else "not a readable image"
         raise SolverError(f"cannot read image {path}: {reason}")
-    _check_complete(path, data[:16].tobytes(), data[-16:].tobytes(), lambda: data.tobytes())
     _check_dtype(path, image.dtype)
     if image.ndim == 2:
         return image[:, :, None]
