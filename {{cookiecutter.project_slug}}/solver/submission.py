@@ -24,7 +24,6 @@ from solver.custom import load_function
 from solver.errors import SolverError
 from solver.provenance import git_sha
 
-
 SHOWN = 5  # ids named in a message; the rest are counted
 
 
