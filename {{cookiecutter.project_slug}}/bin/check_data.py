@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository'
 from solver.check_data import check_data  # noqa: E402
 from solver.cli import make_parser  # noqa: E402
 from solver.competition import CONFIG_NAME, Competition  # noqa: E402
-from solver.errors import SolverError, run_cli  # noqa: E402
+from solver.errors import run_cli  # noqa: E402
 
 
 def main() -> None:
@@ -23,11 +23,8 @@ def main() -> None:
     args = parser.parse_args()
     comp = Competition.load(args.root, args.comp)
     report = check_data(comp, decode=not args.no_decode)
-    contract = comp.folder / CONFIG_NAME
-    if report.problems:
-        listed = "\n".join(f"  {k}. {problem}" for k, problem in enumerate(report.problems, 1))
-        raise SolverError(f"{len(report.problems)} problem(s) in {comp.data_dir} checked against {contract}:\n{listed}")
-    print(f"{comp.data_dir} matches {contract}: " + "; ".join(report.summary))
+    report.raise_problems(comp)
+    print(f"{comp.data_dir} matches {comp.folder / CONFIG_NAME}: " + "; ".join(report.summary))
 
 
 if __name__ == "__main__":

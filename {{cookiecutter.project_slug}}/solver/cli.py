@@ -5,6 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+# torch re-raises an exception of a DataLoader worker in the main process as the same type, its message replaced by
+# "Caught SolverError in DataLoader worker process 0.\nOriginal Traceback (most recent call last): ..."
+_WORKER_PREFIX = "Caught SolverError in DataLoader worker process"
+_ORIGINAL = "solver.errors.SolverError: "
+
+
+def error_message(err: Exception) -> str:
+    """The message for the user's `error:` line: a worker's SolverError loses the worker's traceback torch put in front."""
+    message = str(err)
+    if message.startswith(_WORKER_PREFIX) and _ORIGINAL in message:
+        return message[message.rindex(_ORIGINAL) + len(_ORIGINAL) :].rstrip("\n")
+    return message
+
 
 def fold_list(text: str) -> list[int]:
     try:

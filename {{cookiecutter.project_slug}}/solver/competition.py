@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from solver.config import CompetitionConfig, load_competition_config
+from solver.custom import custom_file
 from solver.errors import SolverError, did_you_mean
 from solver.metrics import Metric, get_metric
 
@@ -68,6 +69,9 @@ class Competition:
         cfg = load_competition_config(path)
         if cfg.name != name:
             raise SolverError(f"{path}: name is '{cfg.name}' but the folder is '{name}'; make them equal")
+        for key, spec in (("metric", cfg.metric), ("submission.function", cfg.submission.function)):
+            if spec and ".py" in spec:  # custom code (solver.metrics tells a metric's name from a file the same way)
+                custom_file(spec, folder, key)
         return cls(cfg=cfg, folder=folder, root=root)
 
     # --- paths -------------------------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import os
 import random
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import albumentations as A
@@ -12,6 +14,7 @@ import cv2
 import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
+from PIL import Image
 from pydantic import ValidationError
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
@@ -24,13 +27,19 @@ cv2.setNumThreads(0)
 
 
 def read_image(path: Path) -> np.ndarray:
-    """HxWxC uint8 in RGB(A) order; grayscale becomes HxWx1."""
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    """HxWxC uint8 in RGB(A) order; grayscale becomes HxWx1. A file cut short is refused, not decoded."""
+    path = Path(path)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError:
+        data = None
+    if data is not None and data.size:
+        _check_complete(path, data[:16].tobytes(), data[-16:].tobytes(), data.tobytes)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data is not None and data.size else None
     if image is None:
-        reason = "file is missing" if not Path(path).exists() else "not a readable image"
+        reason = "file is missing" if not path.exists() else "not a readable image"
         raise SolverError(f"cannot read image {path}: {reason}")
-    if image.dtype != np.uint8:
-        raise SolverError(f"image {path} has dtype {image.dtype}; only 8-bit images are supported")
+    _check_dtype(path, image.dtype)
     if image.ndim == 2:
         return image[:, :, None]
     if image.shape[2] == 3:
@@ -40,23 +49,96 @@ def read_image(path: Path) -> np.ndarray:
     return image
 
 
+def _check_dtype(path: Path, dtype) -> None:
+    if np.dtype(dtype) != np.uint8:
+        raise SolverError(f"image {path} has dtype {np.dtype(dtype)}; only 8-bit images are supported (convert it to 8 bits per channel)")
+
+
+_JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
+_PNG_START, _PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
+
+
+def _ends_early(head: bytes, tail: bytes) -> bool:
+    """A JPEG without its end-of-image marker or a PNG without its IEND chunk at the end of the file."""
+    tail = tail.rstrip(b"\x00")  # some writers pad after the end marker
+    if head.startswith(_JPEG_START):
+        return not tail.endswith(_JPEG_END)
+    if head.startswith(_PNG_START):
+        return not tail.endswith(_PNG_END)
+    return False
+
+
+def _check_complete(path: Path, head: bytes, tail: bytes, content: Callable[[], bytes]) -> None:
+    """Refuse a JPEG or PNG cut short (a download or a copy that stopped): OpenCV decodes a truncated JPEG
+    without an error and fills the missing rows grey. The end marker is checked first; only a file without one
+    is decoded strictly (Pillow raises on missing data), so files with bytes after the marker still pass."""
+    if not _ends_early(head, tail):
+        return
+    try:
+        with Image.open(io.BytesIO(content())) as image:
+            image.load()
+    except (OSError, SyntaxError, ValueError) as err:  # Pillow: "image file is truncated", "broken data stream" ...
+        raise SolverError(f"cannot read image {path}: the file is truncated ({err}); download or copy it again") from None
+
+
+# Pillow modes whose channel count is what read_image returns for a JPEG or an 8-bit PNG.
+_HEADER_CHANNELS = {"L": 1, "RGB": 3, "RGBA": 4}
+
+
+def read_header(path: Path) -> tuple[int, int, int]:
+    """(height, width, channels) of read_image(path) without decoding the pixels, with read_image's errors.
+
+    The header settles it for 8-bit JPEG and PNG files in L/RGB/RGBA mode (the common case) and the file's last
+    bytes show a truncation; any other file (palette, 16-bit, TIFF, ...) is decoded in full, which is exact.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(32)
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 16))
+            tail = f.read()
+        with Image.open(path) as image:
+            mode, (width, height), kind, info = image.mode, image.size, image.format, image.info
+    except OSError:  # missing, or a format Pillow does not know: read_image says which, or reads it
+        return read_image(path).shape
+    if kind == "PNG" and len(head) > 24 and head[24] == 16:  # IHDR bit depth; Pillow opens a 16-bit RGB PNG as 8-bit "RGB"
+        _check_dtype(path, np.uint16)
+    if kind not in ("JPEG", "PNG") or mode not in _HEADER_CHANNELS or "transparency" in info:
+        return read_image(path).shape
+    _check_complete(path, head, tail, path.read_bytes)
+    return height, width, _HEADER_CHANNELS[mode]
+
+
 def read_sample(paths: Path | Sequence[Path]) -> np.ndarray:
     """One sample as HxWxC uint8: one image file as read_image reads it, or grayscale channel files stacked in order."""
     paths = sample_files(paths)
     if len(paths) == 1:
         return read_image(paths[0])
-    planes = []
-    for path in paths:
-        plane = read_image(path)
-        if plane.shape[2] != 1:
-            raise SolverError(f"channel file {path} has {plane.shape[2]} channels; each file listed in image_channels must be one grayscale channel")
-        if planes and plane.shape[:2] != planes[0].shape[:2]:
+    planes = [read_image(path) for path in paths]
+    _check_channel_files(paths, [plane.shape for plane in planes])
+    return np.ascontiguousarray(np.stack([plane[:, :, 0] for plane in planes], axis=2))
+
+
+def read_sample_header(paths: Path | Sequence[Path]) -> tuple[int, int, int]:
+    """read_sample's shape and errors from the files' headers (read_header)."""
+    paths = sample_files(paths)
+    shapes = [read_header(path) for path in paths]
+    if len(paths) == 1:
+        return shapes[0]
+    _check_channel_files(paths, shapes)
+    return shapes[0][0], shapes[0][1], len(paths)
+
+
+def _check_channel_files(paths: list[Path], shapes: list[tuple[int, ...]]) -> None:
+    """Each file listed in image_channels is one grayscale channel, all of one size."""
+    for path, shape in zip(paths, shapes):
+        if shape[2] != 1:
+            raise SolverError(f"channel file {path} has {shape[2]} channels; each file listed in image_channels must be one grayscale channel")
+        if shape[:2] != shapes[0][:2]:
             raise SolverError(
-                f"channel file {path} is {plane.shape[0]}x{plane.shape[1]} (HxW) but {paths[0]} is "
-                f"{planes[0].shape[0]}x{planes[0].shape[1]}; every channel of a sample must have one size"
+                f"channel file {path} is {shape[0]}x{shape[1]} (HxW) but {paths[0]} is "
+                f"{shapes[0][0]}x{shapes[0][1]}; every channel of a sample must have one size"
             )
-        planes.append(plane[:, :, 0])
-    return np.ascontiguousarray(np.stack(planes, axis=2))
 
 
 def sample_files(item: Path | Sequence[Path]) -> list[Path]:

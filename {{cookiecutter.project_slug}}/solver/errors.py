@@ -30,7 +30,9 @@ def run_cli(main: Callable[[], object]) -> None:
     try:
         main()
     except SolverError as err:
-        print(f"error: {err}", file=sys.stderr)
+        from solver.cli import error_message
+
+        print(f"error: {error_message(err)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted: files written so far are complete; partial work stays in *.partial", file=sys.stderr)

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 from solver import distributed
 from solver.atomic import atomic_write, promote_dir, write_csv, write_json, write_yaml
+from solver.check_data import check_before_training
 from solver.competition import Competition, read_csv
 from solver.config import ExperimentConfig, load_experiment_config
 from solver.curriculum import check_schedules, lr_plan, steps_per_epoch
@@ -112,6 +113,7 @@ def load_experiment(root: Path, comp_name: str, exp_name: str, overrides=(), loa
     """run_name: the folder under runs/<comp>/ (default: the experiment's name), e.g. for a sweep with overrides."""
     comp = Competition.load(root, comp_name)
     cfg = load_experiment_config(comp.experiment_path(exp_name), overrides)
+    check_before_training(comp)  # every CSV, id and image header at once, and a writable runs/: stop before any epoch
     if cfg.data.num_workers == "auto":
         cfg.data.num_workers = default_num_workers(resolve_device(cfg.train.device))
     train_df, test_df = comp.read_train(), comp.read_test()

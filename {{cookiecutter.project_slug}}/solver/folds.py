@@ -63,6 +63,7 @@ def load_folds(comp: Competition, create: bool = True) -> np.ndarray:
     folds = read_csv(path, "folds file")
     if id_col not in folds.columns or "fold" not in folds.columns:
         raise SolverError(f"{path}: expected columns '{id_col}' and 'fold'; delete it to make it again")
+    folds["fold"] = _fold_numbers(folds["fold"], path, comp.cfg.n_folds)
     by_id = folds.set_index(id_col)["fold"]
     missing = ~train[id_col].isin(by_id.index)
     if missing.any() or len(by_id) != len(train):
@@ -70,9 +71,24 @@ def load_folds(comp: Competition, create: bool = True) -> np.ndarray:
             f"{path} was made for a different train.csv ({int(missing.sum())} train ids not in it, "
             f"{len(by_id)} rows vs {len(train)}); delete it to make it again (every experiment's OOF depends on it)"
         )
-    n = by_id.nunique()  # fold numbers are text here, as every column read by read_csv
+    n = by_id.nunique()
     if n != comp.cfg.n_folds:
         raise SolverError(
             f"{path} has {n} folds but {comp.folder / 'competition.yaml'} says n_folds={comp.cfg.n_folds}; delete the file or fix n_folds"
         )
-    return by_id.loc[train[id_col]].astype(int).to_numpy()
+    return by_id.loc[train[id_col]].to_numpy()
+
+
+def _fold_numbers(text: pd.Series, path, n_folds: int) -> pd.Series:
+    """The fold column as int64, each 0..n_folds-1; otherwise a row would train in no fold or in one that never runs."""
+    numbers = pd.to_numeric(text, errors="coerce")
+    bad = ~numbers.isin(range(n_folds))  # not a number, 1.5, -1, n_folds ...
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        value = numbers.iloc[row]
+        why = "not a fold number" if pd.isna(value) or value != int(value) else f"outside 0..{n_folds - 1}"
+        raise SolverError(
+            f"{path}: line {row + 2}: {why}: {text.iloc[row]!r} ({int(bad.sum())} row(s) in all); folds are numbered "
+            f"0..{n_folds - 1} (n_folds={n_folds}); fix the file or delete it to make it again"
+        )
+    return numbers.astype(np.int64)

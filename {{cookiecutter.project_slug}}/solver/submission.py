@@ -24,15 +24,21 @@ from solver.custom import load_function
 from solver.errors import SolverError
 from solver.provenance import git_sha
 
+SHOWN = 5  # ids named in a message; the rest are counted
 
-def build_submission(comp: Competition, test_probs: pd.DataFrame, sample: pd.DataFrame, threshold: float | None = None) -> pd.DataFrame:
+
+def build_submission(
+    comp: Competition, test_probs: pd.DataFrame, sample: pd.DataFrame, threshold: float | None = None, source: str = "the test predictions"
+) -> pd.DataFrame:
     """Rows in sample_submission's order, columns in the competition's format.
 
     threshold: where multilabel probabilities are cut (default submission.threshold); a thresholds source
     (make adapt) stores per-label decision-scale probabilities and records its own cut in its config.yaml.
+    source: where test_probs come from, for the error message.
     """
     id_col, classes, spec = comp.cfg.id_column, comp.classes, comp.cfg.submission
     threshold = spec.threshold if threshold is None else threshold
+    check_finite(test_probs, classes, id_col, source)
     if spec.function:
         make = load_function(
             spec.function, comp.folder, "make_submission", "submission.function", "(test_probs, classes, sample_submission) -> DataFrame"
@@ -59,6 +65,50 @@ def build_submission(comp: Competition, test_probs: pd.DataFrame, sample: pd.Dat
     if set(sub.columns) == set(sample.columns):
         sub = sub[list(sample.columns)]  # the sample's column order (Class_1, Class_2, ... Class_10)
     return sub
+
+
+def check_finite(probs: pd.DataFrame, classes: list[str], id_col: str, source: str) -> None:
+    """No NaN or infinity in any format: argmax picks a NaN column (a label submission looks valid) and a NaN is above
+    no threshold (a multilabel row silently gets no label). They come from a diverged model or a broken stage."""
+    bad = ~np.isfinite(probs[classes].to_numpy(dtype=float))
+    rows = np.flatnonzero(bad.any(1))
+    if len(rows):
+        columns = [c for c, any_bad in zip(classes, bad.any(0)) if any_bad]
+        ids = ", ".join(map(repr, probs[id_col].iloc[rows[:SHOWN]])) + (f" and {len(rows) - SHOWN} more" if len(rows) > SHOWN else "")
+        raise SolverError(
+            f"{source}: {len(rows)} row(s) with NaN or infinite probabilities in column(s) {columns}, ids {ids}; "
+            "nothing written: rerun the stage that made them (a diverged model? look at its loss curve)"
+        )
+
+
+def _numbers(probs: pd.DataFrame, classes: list[str], path: Path) -> pd.DataFrame:
+    """The class columns of a predictions file as floats; text that is not a number is refused, named."""
+    values = probs[classes].apply(pd.to_numeric, errors="coerce")
+    text = (values.isna() & probs[classes].notna() & ~probs[classes].isin(["nan", "NaN", "-nan"])).to_numpy()
+    if text.any():
+        row, col = np.argwhere(text)[0]
+        raise SolverError(
+            f"{path}: column '{classes[col]}' line {row + 2} is {probs[classes].iat[row, col]!r}, not a number; rerun the stage that wrote it"
+        )
+    return values
+
+
+def _note_rows_without_labels(comp: Competition, sub: pd.DataFrame, threshold: float | None) -> None:
+    """Multilabel rows with no probability above the threshold get no label. Kept: that is the right answer for a
+    sample without any label, and Kaggle scores an empty prediction; but it is said, with a way out for competitions
+    where every sample has one."""
+    fmt, id_col = comp.cfg.submission_format, comp.cfg.id_column
+    if comp.cfg.submission.function or fmt not in ("labels", "binary_columns"):
+        return
+    labels = sub.drop(columns=id_col)
+    empty = (labels.iloc[:, 0].fillna("").str.strip() == "") if fmt == "labels" else (labels.astype(int) == 0).all(axis=1)
+    if empty.any():
+        ids = ", ".join(map(repr, sub.loc[empty, id_col].iloc[:SHOWN]))
+        cut = comp.cfg.submission.threshold if threshold is None else threshold
+        print(
+            f"note: {int(empty.sum())} of {len(sub)} rows get no label (no probability above {cut}), e.g. ids {ids}; kept, as Kaggle "
+            "scores an empty prediction; if every sample has a label, submit a thresholds source with at_least_one: true (make adapt)"
+        )
 
 
 def prediction_column(comp: Competition, sample: pd.DataFrame) -> str | None:
@@ -154,12 +204,13 @@ def make_submission(comp: Competition, source_dir: Path, out_path: Path | None =
     missing = [c for c in comp.classes if c not in test_probs.columns]
     if missing:
         raise SolverError(f"{test_path}: no column for class(es) {missing[:5]}; it was made with another class list")
-    test_probs[comp.classes] = test_probs[comp.classes].astype(float)
+    test_probs[comp.classes] = _numbers(test_probs, comp.classes, test_path)
     sample = comp.read_sample_submission()
     config_path = source_dir / "config.yaml"
     config = (yaml.safe_load(config_path.read_text()) or {}) if config_path.is_file() else {}
-    sub = build_submission(comp, test_probs, sample, config.get("decision_threshold"))
+    sub = build_submission(comp, test_probs, sample, config.get("decision_threshold"), source=str(test_path))
     validate_submission(sub, sample, comp)
+    _note_rows_without_labels(comp, sub, config.get("decision_threshold"))
     out_path = out_path or source_dir / "submission.csv"
     write_csv(sub, out_path)
     return out_path

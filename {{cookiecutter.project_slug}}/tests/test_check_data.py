@@ -47,7 +47,7 @@ def test_every_problem_is_reported_in_one_run(repo, tmp_path):
     assert "empty label in column 'label'" in err and "train.csv line 10: no label" in err
     assert "test ids absent from sample_submission.csv" in err and "test.csv line 3: 't999'" in err
     assert "sample submission ids absent from test.csv" in err and "sample_submission.csv line 3: 's013'" in err
-    assert "test images missing" in err and "t999.png not found" in err
+    assert "test images missing: " in err and "1 listed image(s) not found, e.g. " in err and "t999.png not found" in err
     assert "train images that do not decode" in err and "train.csv line 12: cannot read image" in err and "s010.png: not a readable image" in err
     assert "have different channel counts: 1 with 1 channel(s), e.g." in err and "s011.png, 13 with 3 channel(s)" in err
     assert "Traceback" not in err
@@ -67,7 +67,7 @@ def test_missing_file_and_column_are_reported_with_the_images(tmp_path):
     assert "test file not found:" in err and "test.csv" in err
     assert "sample_submission.csv: column(s) 'id' not found (declared as 'id_column'" in err
     assert "no column for the 'label' submission format; set submission.column" in err
-    assert "train images missing (1 row(s))" in err and "train.csv line 4:" in err and "s002.png not found" in err
+    assert "train images missing: " in err and "(id 's002') (1 row(s))" in err and "train.csv line 4:" in err and "s002.png not found" in err
 
 
 def test_binary_columns_and_channel_files(tmp_path):

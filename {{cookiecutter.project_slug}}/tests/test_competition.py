@@ -41,6 +41,7 @@ def test_missing_image_is_named(tmp_path):
     (tmp_path / "data/synth/train/s005.png").unlink()
     with pytest.raises(SolverError, match=r"1 listed image\(s\) not found, e\.g\. .*train/s005\.png \(id 's005'\)"):
         load_experiment(tmp_path, "synth", "tiny")
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize("cache", [True, False])
@@ -121,8 +122,9 @@ def test_images_with_another_channel_count_are_named(tmp_path):
 
     make_competition(tmp_path)
     cv2.imwrite(str(tmp_path / "data/synth/train/s004.png"), np.zeros((32, 32), np.uint8))
-    with pytest.raises(SolverError, match=r"image .*s004\.png has 1 channel\(s\), the others 3"):
+    with pytest.raises(SolverError, match=r"different channel counts: 1 with 1 channel\(s\), e\.g\. .*s004\.png, 63 with 3"):
         train_experiment(tmp_path, "synth", "tiny", overrides=["data.cache_images=false"])
+    assert not (tmp_path / "runs").exists()  # before training: not even the folds file
 
 
 def test_duplicate_ids_are_refused(tmp_path):
@@ -133,3 +135,30 @@ def test_duplicate_ids_are_refused(tmp_path):
     df.to_csv(path, index=False)
     with pytest.raises(SolverError, match="duplicates, e.g. 's000'"):
         Competition.load(tmp_path, "synth").read_train()
+
+
+@pytest.mark.parametrize("key", ["metric", "submission.function"])
+@pytest.mark.parametrize("where", ["../outside.py", "absolute"])
+def test_custom_code_outside_the_competition_folder_is_refused_unrun(tmp_path, key, where):
+    """make package ships the competition folder: code elsewhere would be missing from it, and is never run."""
+    from solver.experiment import write_plan
+
+    outside = tmp_path / "outside.py"
+    marker = tmp_path / "ran"
+    outside.write_text(f"open({str(marker)!r}, 'w').write('x')\ndef score(y, p):\n    return 0.0\ndef make_submission(p, c, s):\n    return s\n")
+    spec = f"{outside if where == 'absolute' else where}:{'score' if key == 'metric' else 'make_submission'}"
+    contract = {"metric": spec, "greater_is_better": True} if key == "metric" else {"submission": {"function": spec}}
+    make_competition(tmp_path, **contract)
+    for load in (lambda: Competition.load(tmp_path, "synth"), lambda: write_plan(tmp_path, "synth", "tiny")):
+        with pytest.raises(SolverError) as err:
+            load()
+        message = str(err.value)
+        assert f"{key} '{spec}' is outside the competition folder {tmp_path / 'synth'}" in message and "competition.yaml" in message
+    assert not marker.exists()
+
+
+def test_custom_code_in_a_subfolder_of_the_competition_is_fine(tmp_path):
+    make_competition(tmp_path, metric="code/metric.py:score", greater_is_better=True)
+    (tmp_path / "synth/code").mkdir()
+    (tmp_path / "synth/code/metric.py").write_text("def score(y, p):\n    return 0.5\n")
+    assert Competition.load(tmp_path, "synth").metric(np.zeros(2), np.zeros((2, 3))) == 0.5

@@ -134,7 +134,7 @@ def test_a_format_that_cannot_fit_the_sample_fails_before_training(tmp_path):
     from solver.experiment import load_experiment
 
     make_competition(tmp_path, submission={"format": "probabilities"})  # the sample has one label column
-    with pytest.raises(SolverError, match="does not fit its sample submission"):
+    with pytest.raises(SolverError, match=r"no column for label\(s\) \['cat', 'dog', 'fox'\] of the 'probabilities' submission format"):
         load_experiment(tmp_path, "synth", "tiny")
 
 
@@ -221,3 +221,59 @@ def test_unknown_source_lists_the_sources(repo, tmp_path):
         [sys.executable, str(repo / "bin/submit.py"), "--root", str(tmp_path), "--comp", "synth", "--source", "exp1"], capture_output=True, text=True
     )
     assert result.returncode == 2 and "sources with test predictions: exp9" in result.stderr
+
+
+FORMATS = [
+    ("multiclass", "label", {}),
+    ("multiclass", "probabilities", {}),
+    ("multilabel", "labels", {}),
+    ("multilabel", "binary_columns", {"multilabel_format": "columns"}),
+    ("multiclass", "label", {"submission": {"function": "submission.py:make_submission"}}),
+]
+
+
+@pytest.mark.parametrize("task, fmt, extra", FORMATS)
+def test_nan_or_infinite_probabilities_are_refused_in_every_format(tmp_path, task, fmt, extra):
+    """argmax picks a NaN column and a NaN is above no threshold: such predictions never become a submission."""
+    extra = {"submission": {"format": fmt}, **extra}
+    make_competition(tmp_path, task=task, **extra)
+    (tmp_path / "synth/submission.py").write_text("def make_submission(test_probs, classes, sample):\n    return sample\n")
+    comp = Competition.load(tmp_path, "synth")
+    source = tmp_path / "runs/synth/e"
+    preds = fake_test_predictions(comp, source)
+    first, second = comp.classes[0], comp.classes[-1]
+    preds.loc[[2, 5, 6], first] = np.nan
+    preds.loc[9, second] = np.inf
+    preds.to_csv(source / "test.csv", index=False)
+    ids = preds["id"][[2, 5, 6, 9]].tolist()
+    with pytest.raises(SolverError) as err:
+        make_submission(comp, source)
+    message = str(err.value)
+    assert message.startswith(f"{source / 'test.csv'}: 4 row(s) with NaN or infinite probabilities in column(s) {[first, second]}")
+    assert "ids " + ", ".join(map(repr, ids)) in message and "rerun" in message
+    assert not (source / "submission.csv").exists()
+
+
+def test_probabilities_that_are_not_numbers_are_refused(tmp_path):
+    make_competition(tmp_path)
+    comp = Competition.load(tmp_path, "synth")
+    source = tmp_path / "runs/synth/e"
+    preds = fake_test_predictions(comp, source).astype({"dog": object})
+    preds.loc[1, "dog"] = "0.3x"
+    preds.to_csv(source / "test.csv", index=False)
+    with pytest.raises(SolverError, match=r"test\.csv: column 'dog' line 3 is '0\.3x', not a number"):
+        make_submission(comp, source)
+
+
+def test_a_multilabel_row_without_a_label_is_submitted_and_counted(tmp_path, capsys):
+    make_competition(tmp_path, task="multilabel")
+    comp = Competition.load(tmp_path, "synth")
+    source = tmp_path / "runs/synth/e"
+    preds = fake_test_predictions(comp, source)
+    preds.loc[[0, 3], comp.classes] = 0.01  # below the threshold everywhere
+    preds.loc[~preds.index.isin([0, 3]), comp.classes[0]] = 0.9
+    preds.to_csv(source / "test.csv", index=False)
+    sub = pd.read_csv(make_submission(comp, source), dtype=str, keep_default_na=False).set_index("id")
+    assert (sub.loc[preds["id"][[0, 3]], "Target"] == "").all()
+    out = capsys.readouterr().out
+    assert f"note: 2 of {len(sub)} rows get no label" in out and repr(preds["id"][0]) in out
