@@ -26,7 +26,7 @@ from solver.errors import SolverError, did_you_mean
 from solver.level2 import check_sources, load_source, training_frame, write_source
 from solver.metrics import get_metric
 from solver.prior_shift import adjust, adjust_labels, apply_temperature, class_priors, estimate_label_priors, estimate_priors, fit_temperature
-from solver.thresholds import DECISION, ensure_one_label, fit_thresholds, fold_safe_thresholds, frequency_thresholds, to_decision_scale
+from solver.thresholds import ensure_one_label, fit_thresholds, fold_safe_thresholds, frequency_thresholds, to_decision_scale
 
 SUM_TOLERANCE = 1e-6
 
@@ -139,7 +139,7 @@ def _threshold_metric(comp: Competition, cfg: AdaptConfig, path: Path):
     if cfg.metric == "macro_f1":
         return None
     try:
-        metric = comp.metric if cfg.metric == "competition" else get_metric(cfg.metric, "multilabel")
+        metric = comp.metric if cfg.metric == "competition" else get_metric(cfg.metric, "multilabel", threshold=comp.cfg.submission.threshold)
     except SolverError as err:
         raise SolverError(f"{path}: key 'metric': {err}; or 'competition' for {comp.name}'s own") from None
     return metric if metric.greater_is_better else (lambda t, p: -metric(t, p))
@@ -152,8 +152,9 @@ def _thresholds(comp: Competition, cfg: AdaptConfig, path: Path, source, y: np.n
             "(its label is the argmax); use prior_shift or head_tuning"
         )
     metric = _threshold_metric(comp, cfg, path)
-    oof, fold_thresholds = fold_safe_thresholds(y, source.oof, folds, metric)
-    thresholds = fit_thresholds(y, source.oof, metric)
+    cut = comp.cfg.submission.threshold  # the stored values are cut where the metric and `make submit` cut
+    oof, fold_thresholds = fold_safe_thresholds(y, source.oof, folds, metric, cut)
+    thresholds = fit_thresholds(y, source.oof, metric, cut=cut)
     test_thresholds, frequencies = thresholds, None
     if cfg.expected_frequencies is not None:
         train_frequencies = class_priors(y, comp.num_classes)
@@ -165,13 +166,13 @@ def _thresholds(comp: Competition, cfg: AdaptConfig, path: Path, source, y: np.n
             frequencies = class_vector(cfg.expected_frequencies, comp, path, "expected_frequencies", sums_to_one=False)
         # The test's thresholds make each label as frequent on test as expected; OOF keeps the metric-fitted ones.
         test_thresholds = frequency_thresholds(source.test, frequencies)
-    test = to_decision_scale(source.test, test_thresholds)
+    test = to_decision_scale(source.test, test_thresholds, cut)
     if cfg.at_least_one:
-        oof, test = ensure_one_label(oof), ensure_one_label(test)
-    at_half = comp.metric(y, source.oof)
+        oof, test = ensure_one_label(oof, cut), ensure_one_label(test, cut)
+    at_cut = comp.metric(y, source.oof)
     print(f"thresholds: {_fmt(thresholds, comp.classes)}")
-    print(f"OOF {comp.metric.name}: {at_half:.4f} at 0.5, {comp.metric(y, oof):.4f} with fold-safe fitted thresholds")
-    print(f"test label frequencies: {_fmt((test > DECISION).mean(axis=0), comp.classes)}")
+    print(f"OOF {comp.metric.name}: {at_cut:.4f} at {cut:g}, {comp.metric(y, oof):.4f} with fold-safe fitted thresholds")
+    print(f"test label frequencies: {_fmt((test > cut).mean(axis=0), comp.classes)}")
     extra = {
         "metric_fitted": cfg.metric,
         "thresholds": dict(zip(comp.classes, map(float, thresholds))),
@@ -179,7 +180,7 @@ def _thresholds(comp: Competition, cfg: AdaptConfig, path: Path, source, y: np.n
         "fold_thresholds": fold_thresholds.tolist(),
         "expected_frequencies": None if frequencies is None else dict(zip(comp.classes, map(float, frequencies))),
         "at_least_one": cfg.at_least_one,
-        "decision_threshold": DECISION,  # the stored probabilities are on the decision scale: cut them here
+        "decision_threshold": cut,  # the stored probabilities are on the decision scale: cut them here
     }
     return oof, test, extra
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from sklearn.metrics import f1_score
 
 from solver.adapt import adapt_stage
 from solver.competition import Competition
@@ -115,8 +116,8 @@ def test_a_source_with_another_label_set_is_refused(tmp_path):
         adapt_stage(tmp_path, "synth", "missing")
 
 
-def _miscalibrated_multilabel(tmp_path):
-    make_competition(tmp_path, task="multilabel", n_train=400, n_test=100, seed=1)
+def _miscalibrated_multilabel(tmp_path, **contract):
+    make_competition(tmp_path, task="multilabel", n_train=400, n_test=100, seed=1, **contract)
     comp = Competition.load(tmp_path, "synth")
     y = comp.encode_targets(comp.read_train())
     rng = np.random.default_rng(2)
@@ -146,6 +147,27 @@ def test_thresholds_improve_macro_f1_on_oof_and_drive_the_submission(tmp_path):
     expected = [" ".join(c for c, keep in zip(comp.classes, row) if keep) for row in chosen]
     assert sub["Target"].tolist() == expected
     assert chosen.sum() != (raw > 0.5).sum()  # the thresholds, not 0.5, made these labels
+
+
+def test_cv_scores_the_decisions_the_submission_makes(tmp_path):
+    """One threshold: the competition's submission.threshold cuts the probabilities in CV and in `make submit`, and a
+    thresholds source stores its decisions on a scale cut there too."""
+    comp, y = _miscalibrated_multilabel(tmp_path, submission={"threshold": 0.3})
+    oof = pd.read_csv(comp.runs_dir / "base/oof.csv")[comp.classes].to_numpy()
+    assert comp.metric(y, oof) == pytest.approx(f1_score(y, oof > 0.3, average="macro"))
+    base_sub = pd.read_csv(make_submission(comp, comp.runs_dir / "base"), dtype=str, keep_default_na=False)
+    raw = pd.read_csv(comp.runs_dir / "base/test.csv").set_index("id").loc[base_sub["id"], comp.classes].to_numpy()
+    assert base_sub["Target"].tolist() == [" ".join(c for c, keep in zip(comp.classes, row) if keep) for row in raw > 0.3]
+    _write(comp.folder / "adapt/th.yaml", {"source": "base", "method": "thresholds"})
+    score = adapt_stage(tmp_path, "synth", "th")
+    config = yaml.safe_load((comp.runs_dir / "th/config.yaml").read_text())
+    assert config["decision_threshold"] == 0.3
+    fitted = np.array(config["fold_thresholds"])
+    folds = load_folds(comp)
+    assert score["cv"] == pytest.approx(f1_score(y, oof > fitted[folds], average="macro"))  # the fold-safe thresholds' decisions
+    sub = pd.read_csv(make_submission(comp, comp.runs_dir / "th"), dtype=str, keep_default_na=False)
+    t = np.array([config["test_thresholds"][c] for c in comp.classes])
+    assert sub["Target"].tolist() == [" ".join(c for c, keep in zip(comp.classes, row) if keep) for row in raw > t]
 
 
 def test_expected_frequencies_set_the_test_label_rates(tmp_path):
