@@ -25,8 +25,18 @@ from solver.config import AdaptConfig, read_yaml, validate
 from solver.errors import SolverError, did_you_mean
 from solver.level2 import check_sources, load_source, training_frame, write_source
 from solver.metrics import get_metric
-from solver.prior_shift import adjust, adjust_labels, apply_temperature, class_priors, estimate_label_priors, estimate_priors, fit_temperature
-from solver.thresholds import DECISION, ensure_one_label, fit_thresholds, fold_safe_thresholds, frequency_thresholds, to_decision_scale
+from solver.prior_shift import (
+    adjust,
+    adjust_labels,
+    apply_temperature,
+    calibrate_folds,
+    class_priors,
+    estimate_label_priors,
+    estimate_priors,
+    fit_temperature,
+    fold_temperatures,
+)
+from solver.thresholds import ensure_one_label, fit_thresholds, fold_safe_thresholds, frequency_thresholds, to_decision_scale
 
 SUM_TOLERANCE = 1e-6
 
@@ -81,24 +91,43 @@ def _fmt(values: np.ndarray, classes: list[str]) -> str:
 # The methods: each returns (oof, test, extra) for write_source
 
 
-def _calibrated(cfg: AdaptConfig, source, y: np.ndarray, folds: np.ndarray, multilabel: bool):
-    """OOF and test posteriors after temperature scaling: fold k's OOF with a temperature fitted on the other folds,
-    the test with one fitted on all OOF rows. (OOF, test, temperature or None)."""
+def fold_test_predictions(comp: Competition, name: str, test_ids: pd.Series) -> list[np.ndarray] | None:
+    """Each fold model's own test predictions of a source (test.csv rows order), or None when the source has none.
+
+    An experiment keeps them in <exp>/fold<k>/test.csv, its TTA variant <exp>/tta<N> in <exp>/fold<k>/test_tta<N>.csv;
+    ensembles, stacks and adapted sources only have the fold-averaged test.csv.
+    """
+    experiment, _, variant = name.partition("/")
+    files = [comp.runs_dir / experiment / f"fold{k}" / f"test{'_' + variant if variant else ''}.csv" for k in range(comp.cfg.n_folds)]
+    if variant and not variant.startswith("tta") or not all(f.is_file() for f in files):
+        return None
+    id_col = comp.cfg.id_column
+    return [read_csv(f, f"fold test predictions of {name}").set_index(id_col).loc[test_ids, comp.classes].to_numpy(dtype=float) for f in files]
+
+
+def _calibrated(cfg: AdaptConfig, source, y: np.ndarray, folds: np.ndarray, multilabel: bool, fold_tests: list[np.ndarray] | None):
+    """OOF and test posteriors after temperature scaling: fold k's OOF with a temperature fitted on the other folds;
+    the test from each fold model's test predictions calibrated with that model's own temperature, averaged in logits
+    (solver.prior_shift.calibrate_folds). A source without per-fold test predictions keeps its test posteriors: a
+    temperature of single models would over-soften their average. (OOF, test, per-fold temperatures or None)."""
     if cfg.calibrate == "none":
         return source.oof, source.test, None
     oof = np.empty_like(source.oof)
     for k in np.unique(folds):
         rows = folds == k
         oof[rows] = apply_temperature(source.oof[rows], fit_temperature(source.oof[~rows], y[~rows], multilabel), multilabel)
-    temperature = fit_temperature(source.oof, y, multilabel)
-    return oof, apply_temperature(source.test, temperature, multilabel), temperature
+    if fold_tests is None:
+        print(f"temperature scaling: '{cfg.source}' has no per-fold test predictions; its test posteriors are used as they are")
+        return oof, source.test, None
+    temperatures = fold_temperatures(source.oof, y, folds, multilabel)
+    return oof, calibrate_folds(fold_tests, temperatures, multilabel), temperatures
 
 
-def _prior_shift(comp: Competition, cfg: AdaptConfig, path: Path, source, y: np.ndarray, folds: np.ndarray):
+def _prior_shift(comp: Competition, cfg: AdaptConfig, path: Path, source, y: np.ndarray, folds: np.ndarray, fold_tests):
     multilabel = comp.cfg.task == "multilabel"
     given = None if cfg.priors == "estimate" else class_vector(cfg.priors, comp, path, "priors", sums_to_one=not multilabel)
     train_priors = class_priors(y, comp.num_classes)
-    source_oof, source_test, temperature = _calibrated(cfg, source, y, folds, multilabel)
+    source_oof, source_test, temperatures = _calibrated(cfg, source, y, folds, multilabel, fold_tests)
     if given is None:
         if multilabel:
             test_priors = estimate_label_priors(source_test, train_priors)
@@ -119,8 +148,11 @@ def _prior_shift(comp: Competition, cfg: AdaptConfig, path: Path, source, y: np.
         test_priors = given
         test = adjust_labels(source_test, train_priors, test_priors) if multilabel else adjust(source_test, train_priors, test_priors)
         oof, iterations = source_oof, None
-    if temperature is not None:
-        print(f"temperature scaling before the prior shift: T = {temperature:.3f} (fitted on OOF; below 1 sharpens an under-confident model)")
+    if temperatures is not None:
+        print(
+            f"temperature scaling before the prior shift, per fold model: T = {', '.join(f'{t:.3f}' for t in temperatures)} "
+            "(fitted on its OOF rows; below 1 sharpens an under-confident model); test: their calibrated mean logit"
+        )
     print(f"training priors: {_fmt(train_priors, comp.classes)}")
     print(f"test priors ({'given' if given is not None else 'EM estimate'}): {_fmt(test_priors, comp.classes)}")
     extra = {
@@ -128,7 +160,7 @@ def _prior_shift(comp: Competition, cfg: AdaptConfig, path: Path, source, y: np.
         "test_priors": dict(zip(comp.classes, map(float, test_priors))),
         "priors": "given" if given is not None else "estimate",
         "calibrate": cfg.calibrate,
-        "temperature": temperature,
+        "temperature": temperatures,  # per fold model; None when not calibrated
         "em_iterations": iterations,
     }
     return oof, test, extra
@@ -139,7 +171,7 @@ def _threshold_metric(comp: Competition, cfg: AdaptConfig, path: Path):
     if cfg.metric == "macro_f1":
         return None
     try:
-        metric = comp.metric if cfg.metric == "competition" else get_metric(cfg.metric, "multilabel")
+        metric = comp.metric if cfg.metric == "competition" else get_metric(cfg.metric, "multilabel", threshold=comp.cfg.submission.threshold)
     except SolverError as err:
         raise SolverError(f"{path}: key 'metric': {err}; or 'competition' for {comp.name}'s own") from None
     return metric if metric.greater_is_better else (lambda t, p: -metric(t, p))
@@ -152,8 +184,9 @@ def _thresholds(comp: Competition, cfg: AdaptConfig, path: Path, source, y: np.n
             "(its label is the argmax); use prior_shift or head_tuning"
         )
     metric = _threshold_metric(comp, cfg, path)
-    oof, fold_thresholds = fold_safe_thresholds(y, source.oof, folds, metric)
-    thresholds = fit_thresholds(y, source.oof, metric)
+    cut = comp.cfg.submission.threshold  # the stored values are cut where the metric and `make submit` cut
+    oof, fold_thresholds = fold_safe_thresholds(y, source.oof, folds, metric, cut)
+    thresholds = fit_thresholds(y, source.oof, metric, cut=cut)
     test_thresholds, frequencies = thresholds, None
     if cfg.expected_frequencies is not None:
         train_frequencies = class_priors(y, comp.num_classes)
@@ -165,13 +198,13 @@ def _thresholds(comp: Competition, cfg: AdaptConfig, path: Path, source, y: np.n
             frequencies = class_vector(cfg.expected_frequencies, comp, path, "expected_frequencies", sums_to_one=False)
         # The test's thresholds make each label as frequent on test as expected; OOF keeps the metric-fitted ones.
         test_thresholds = frequency_thresholds(source.test, frequencies)
-    test = to_decision_scale(source.test, test_thresholds)
+    test = to_decision_scale(source.test, test_thresholds, cut)
     if cfg.at_least_one:
-        oof, test = ensure_one_label(oof), ensure_one_label(test)
-    at_half = comp.metric(y, source.oof)
+        oof, test = ensure_one_label(oof, cut), ensure_one_label(test, cut)
+    at_cut = comp.metric(y, source.oof)
     print(f"thresholds: {_fmt(thresholds, comp.classes)}")
-    print(f"OOF {comp.metric.name}: {at_half:.4f} at 0.5, {comp.metric(y, oof):.4f} with fold-safe fitted thresholds")
-    print(f"test label frequencies: {_fmt((test > DECISION).mean(axis=0), comp.classes)}")
+    print(f"OOF {comp.metric.name}: {at_cut:.4f} at {cut:g}, {comp.metric(y, oof):.4f} with fold-safe fitted thresholds")
+    print(f"test label frequencies: {_fmt((test > cut).mean(axis=0), comp.classes)}")
     extra = {
         "metric_fitted": cfg.metric,
         "thresholds": dict(zip(comp.classes, map(float, thresholds))),
@@ -179,7 +212,7 @@ def _thresholds(comp: Competition, cfg: AdaptConfig, path: Path, source, y: np.n
         "fold_thresholds": fold_thresholds.tolist(),
         "expected_frequencies": None if frequencies is None else dict(zip(comp.classes, map(float, frequencies))),
         "at_least_one": cfg.at_least_one,
-        "decision_threshold": DECISION,  # the stored probabilities are on the decision scale: cut them here
+        "decision_threshold": cut,  # the stored probabilities are on the decision scale: cut them here
     }
     return oof, test, extra
 
@@ -266,7 +299,7 @@ def adapt_stage(root: Path, comp_name: str, name: str) -> dict:
     source = load_source(comp, cfg.source, train_ids, test_ids)
     check_sources(comp, [source])  # same class list (labels) and folds file as the competition's
     if cfg.method == "prior_shift":
-        oof, test, extra = _prior_shift(comp, cfg, path, source, y, folds)
+        oof, test, extra = _prior_shift(comp, cfg, path, source, y, folds, fold_test_predictions(comp, cfg.source, test_ids))
     elif cfg.method == "thresholds":
         oof, test, extra = _thresholds(comp, cfg, path, source, y, folds)
     else:

@@ -203,7 +203,8 @@ class Competition:
 
     @cached_property
     def metric(self) -> Metric:
-        return get_metric(self.cfg.metric, self.cfg.task, self.folder, self.cfg.greater_is_better)
+        # CV cuts multilabel probabilities where `make submit` does, so the leaderboard scores the submitted decisions.
+        return get_metric(self.cfg.metric, self.cfg.task, self.folder, self.cfg.greater_is_better, self.cfg.submission.threshold)
 
     def read_holdout(self, test_df: pd.DataFrame) -> np.ndarray | None:
         """Held-out test labels in test.csv order (demo only), or None when the competition has none."""

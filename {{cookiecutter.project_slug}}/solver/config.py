@@ -362,7 +362,7 @@ class AdaptConfig(_Strict):
     method: Literal["prior_shift", "head_tuning", "thresholds"]
     # prior_shift: "estimate" (EM on the test posteriors), or the test priors as a list in class order or {class: p}
     priors: Literal["estimate"] | list[float] | dict[str, float] = "estimate"
-    calibrate: Literal["temperature", "none"] = "temperature"  # temperature scaling fitted on OOF before EM / adjustment
+    calibrate: Literal["temperature", "none"] = "temperature"  # temperature scaling of each fold model (fitted on its OOF) before EM
     # head_tuning: the target set is test rows predicted with at least `confidence` (pseudo-labels) and/or labelled_subset,
     # a CSV (path from the repo root) with the id column and, for test rows, the target column
     confidence: float | None = Field(None, gt=0, le=1)

@@ -137,7 +137,8 @@ def knn_stage(root: Path, comp_name: str, exp_name: str, overrides=(), run_name:
     train_emb, test_emb = embeddings(exp)
     oof_features, test_features, names = fold_safe_knn_features(train_emb, test_emb, exp.y, exp.folds, comp.num_classes, settings)
     recall = index_recall(train_emb[0][exp.folds != 0], train_emb[0][exp.folds == 0], settings)
-    print(f"{comp.name}/{exp.name}/knn: {len(names)} features; HNSW recall@{settings.k} against exact search on fold 0: {recall:.4f}")
+    search = "exact search" if recall is None else f"HNSW recall@{settings.k} against exact search on fold 0: {recall:.4f}"
+    print(f"{comp.name}/{exp.name}/knn: {len(names)} features; {search}")
     label_columns = [n for n in names if n.startswith("knn_p_")]
     if not label_columns:  # scored as a source by its label distribution
         raise SolverError("knn.features must include label_distribution for the kNN source to be scored; add it")
@@ -153,13 +154,16 @@ def knn_stage(root: Path, comp_name: str, exp_name: str, overrides=(), run_name:
         "model": f"knn({exp.cfg.model.name})",
         "knn": exp.cfg.knn.model_dump(),
         "recall_at_k": recall,
-        "exact": len(train_emb[0]) < settings.exact_below,
+        "exact": recall is None,
     }
     return write_source(comp, f"{exp.name}/knn", "knn", oof_probs, test_probs, exp.y, exp.folds, extra)
 
 
-def index_recall(index_vectors: np.ndarray, queries: np.ndarray, settings: KnnSettings, max_queries: int = 1000) -> float:
-    """recall@k of the HNSW index against exact search, on real embeddings (a sample of the queries)."""
+def index_recall(index_vectors: np.ndarray, queries: np.ndarray, settings: KnnSettings, max_queries: int = 1000) -> float | None:
+    """recall@k of the HNSW index against exact search, on real embeddings (a sample of the queries); None when an
+    index of this size uses exact search: then no HNSW index is built just to be measured."""
+    if len(index_vectors) < settings.exact_below:
+        return None
     rng = np.random.default_rng(0)
     sample = queries[rng.choice(len(queries), min(max_queries, len(queries)), replace=False)]
     return recall_at_k(NeighbourIndex(index_vectors, settings, exact=False), index_vectors, sample, settings.k)

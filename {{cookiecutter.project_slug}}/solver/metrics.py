@@ -3,7 +3,13 @@
 Every metric takes (y_true, y_prob):
   multiclass: y_true (N,) class indices, y_prob (N, C) probabilities
   multilabel: y_true (N, C) 0/1,         y_prob (N, C) probabilities
-Label-based metrics threshold multilabel probabilities at 0.5 and take the argmax for multiclass.
+Label-based metrics cut multilabel probabilities at `threshold` (the competition's submission.threshold, so CV
+scores the decisions the submission makes) and take the argmax for multiclass.
+
+Macro F1 convention (multiclass and multilabel alike): a label absent from both the truth and the prediction of the
+rows scored has no F1 and is left out of the average (sklearn's zero_division=np.nan), so a perfect prediction scores
+1.0 on any fold. On a leaderboard test set where every label occurs this is exactly sklearn's f1_score(average="macro").
+Quadratic kappa weighs an error by its distance over the full class list, not among the classes that happen to occur.
 """
 
 from __future__ import annotations
@@ -37,8 +43,16 @@ class Metric:
         return a > b if self.greater_is_better else a < b
 
 
-def _hard(y_prob: np.ndarray, task: str) -> np.ndarray:
-    return y_prob.argmax(1) if task == "multiclass" else (y_prob > 0.5).astype(int)
+DEFAULT_THRESHOLD = 0.5
+
+
+def _hard(y_prob: np.ndarray, task: str, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
+    return y_prob.argmax(1) if task == "multiclass" else (y_prob > threshold).astype(int)
+
+
+def _macro_f1(y_true, y_hard, labels) -> float:
+    score = skm.f1_score(y_true, y_hard, labels=labels, average="macro", zero_division=np.nan)
+    return 1.0 if np.isnan(score) else float(score)  # no label anywhere and none predicted: nothing was wrong
 
 
 def _multiclass_log_loss(y_true, y_prob):
@@ -61,21 +75,27 @@ def _multiclass_auc(y_true, y_prob):
     return _macro_auc(onehot, y_prob)
 
 
-def _build_registry() -> dict[str, dict[str, Metric]]:
-    def f1(average):
-        return lambda task: lambda t, p: skm.f1_score(t, _hard(p, task), average=average, zero_division=0)
+def _build_registry(threshold: float = DEFAULT_THRESHOLD) -> dict[str, dict[str, Metric]]:
+    def hard(p, task):
+        return _hard(p, task, threshold)
+
+    def macro_f1(task):
+        return lambda t, p: _macro_f1(t, hard(p, task), np.arange(p.shape[1]) if task == "multiclass" else None)
+
+    def micro_f1(task):
+        return lambda t, p: skm.f1_score(t, hard(p, task), average="micro", zero_division=0)
 
     def accuracy(task):
-        return lambda t, p: skm.accuracy_score(t, _hard(p, task))
+        return lambda t, p: skm.accuracy_score(t, hard(p, task))
 
     def kappa(task):
-        return lambda t, p: skm.cohen_kappa_score(t, _hard(p, task), weights="quadratic")
+        return lambda t, p: skm.cohen_kappa_score(t, hard(p, task), weights="quadratic", labels=np.arange(p.shape[1]))
 
     # name -> (greater_is_better, {task: factory})
     table = {
         "accuracy": (True, {"multiclass": accuracy, "multilabel": accuracy}),
-        "macro_f1": (True, {"multiclass": f1("macro"), "multilabel": f1("macro")}),
-        "micro_f1": (True, {"multiclass": f1("micro"), "multilabel": f1("micro")}),
+        "macro_f1": (True, {"multiclass": macro_f1, "multilabel": macro_f1}),
+        "micro_f1": (True, {"multiclass": micro_f1, "multilabel": micro_f1}),
         "log_loss": (False, {"multiclass": lambda _: _multiclass_log_loss, "multilabel": lambda _: _multilabel_log_loss}),
         "roc_auc": (True, {"multiclass": lambda _: _multiclass_auc, "multilabel": lambda _: _macro_auc}),
         "average_precision": (True, {"multilabel": lambda _: lambda t, p: skm.average_precision_score(t, p, average="macro")}),
@@ -97,7 +117,10 @@ def load_custom_metric(spec: str, folder: Path, greater_is_better: bool | None) 
     return Metric(spec, load_function(spec, folder, "score", "metric", "(y_true, y_prob) -> float"), greater_is_better)
 
 
-def get_metric(name: str, task: str, folder: Path | None = None, greater_is_better: bool | None = None) -> Metric:
+def get_metric(
+    name: str, task: str, folder: Path | None = None, greater_is_better: bool | None = None, threshold: float = DEFAULT_THRESHOLD
+) -> Metric:
+    """threshold: where label-based multilabel metrics cut the probabilities (a custom metric gets the probabilities)."""
     if ".py" in name:
         return load_custom_metric(name, folder or Path("."), greater_is_better)
     if name not in METRICS:
@@ -108,4 +131,4 @@ def get_metric(name: str, task: str, folder: Path | None = None, greater_is_bett
         raise SolverError(
             f"metric '{name}' is not defined for a {task} task; valid for {task}: {', '.join(n for n, t in METRICS.items() if task in t)}"
         )
-    return METRICS[name][task]
+    return (METRICS if threshold == DEFAULT_THRESHOLD else _build_registry(threshold))[name][task]

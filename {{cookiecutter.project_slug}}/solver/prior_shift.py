@@ -108,6 +108,35 @@ def fit_temperature(probs: np.ndarray, y: np.ndarray, multilabel: bool = False, 
     return float(np.exp((lo + hi) / 2))
 
 
+def fold_temperatures(oof: np.ndarray, y: np.ndarray, folds: np.ndarray, multilabel: bool = False) -> list[float]:
+    """Per fold k, the temperature of fold k's model: fitted on fold k's OOF rows, the only rows that model predicted
+    without training on them."""
+    oof, y, folds = np.asarray(oof, dtype=float), np.asarray(y), np.asarray(folds)
+    return [fit_temperature(oof[folds == k], y[folds == k], multilabel) for k in np.unique(folds)]
+
+
+def calibrate_folds(fold_probs: list[np.ndarray], temperatures: list[float], multilabel: bool = False) -> np.ndarray:
+    """The fold models' predictions of the same rows, each calibrated with its own temperature, combined by their mean
+    logit: softmax of the mean of log(p_k) / T_k (multilabel: sigmoid of the mean of logit(p_k) / T_k).
+
+    Why not one temperature for the fold-averaged test: a temperature fitted on OOF describes one fold model, while
+    the mean of the folds' probabilities is less confident than any of them, so that temperature over-softens it
+    (tests/test_prior_shift.py, five folds: T 1.29 from OOF where the average wants 0.68; test NLL 0.362 raw, 0.402
+    with the OOF temperature, 0.348 calibrated per fold and averaged in logits, 0.339 with the best T for the
+    average, which needs the test's labels). Averaging logits keeps the members' calibrated confidence instead of
+    the softening that a mean of probabilities adds.
+    """
+    if len(fold_probs) != len(temperatures) or not fold_probs:
+        raise SolverError(f"calibration: {len(fold_probs)} fold predictions for {len(temperatures)} temperatures; give one per fold")
+    if multilabel:
+        logits = np.mean([(_log(p) - _log(1 - p)) / t for p, t in zip(map(np.asarray, fold_probs), temperatures)], axis=0)
+        return 1 / (1 + np.exp(-logits))
+    z = np.mean([_log(np.asarray(p, dtype=float)) / t for p, t in zip(fold_probs, temperatures)], axis=0)
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def estimate_label_priors(probs: np.ndarray, train_frequencies: np.ndarray, tol: float = 1e-8) -> np.ndarray:
     """Multilabel: per label, the EM estimate of how often it is present in the rows of probs."""
     probs, train_frequencies = np.asarray(probs, dtype=float), np.asarray(train_frequencies, dtype=float)

@@ -2,9 +2,10 @@
 
 A schedule steps per batch ("step") or per epoch, as it should: CyclicLR and OneCycleLR per batch;
 cosine, cosine with restarts and step per epoch unless `interval: step` says otherwise; ReduceLROnPlateau
-per epoch on the validation metric or loss. Linear warmup (LinearLR) composes with any of them through
-SequentialLR; with ReduceLROnPlateau, which SequentialLR cannot drive, warmup runs first and the plateau
-logic takes over when it ends.
+per epoch on the validation metric or loss. Linear warmup (LinearLR) always ramps per optimizer step
+(warmup_epochs: 1 is one epoch's worth of steps, not one epoch at the start factor): with a per-step schedule
+through SequentialLR; with a per-epoch schedule or ReduceLROnPlateau, which SequentialLR cannot drive in
+steps, warmup runs first and the schedule takes over, stepping per epoch, when it ends.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def interval_of(spec: ScheduleSpec) -> str:
 
 
 def warmup_length(spec: ScheduleSpec, steps_per_epoch: int, interval: str) -> int:
-    """Warmup in the schedule's own unit (steps or epochs)."""
+    """Warmup in optimizer steps (a per-epoch schedule takes over at an epoch's end: whole warmup_epochs only)."""
     if spec.warmup_steps and spec.warmup_epochs:
         raise SolverError("schedule: give warmup_steps or warmup_epochs, not both")
     if interval == "step":
@@ -38,7 +39,7 @@ def warmup_length(spec: ScheduleSpec, steps_per_epoch: int, interval: str) -> in
         raise SolverError(f"schedule '{spec.name}' steps per epoch: give warmup_epochs, or set interval: step to warm up in steps")
     if spec.warmup_epochs != int(spec.warmup_epochs):
         raise SolverError(f"schedule '{spec.name}' steps per epoch: warmup_epochs must be whole ({spec.warmup_epochs}); or set interval: step")
-    return int(spec.warmup_epochs)
+    return int(spec.warmup_epochs) * steps_per_epoch
 
 
 def _main_scheduler(optimizer, spec: ScheduleSpec, lr: float, length: int, steps_per_epoch: int, interval: str):
@@ -87,13 +88,10 @@ class LRSchedule:
         for group in optimizer.param_groups:  # a new stage restarts from its own lr
             group["lr"] = lr
             group.pop("initial_lr", None)
+        self.warmup, self.warmup_done, self.warmup_scheduler, self.warmed_this_epoch = 0, 0, None, False
         if spec.name == "plateau":
-            # Plateau steps per epoch on a metric; its warmup may run per step or per epoch before it.
-            self.warmup_interval = "step" if spec.warmup_steps else "epoch"
-            self.warmup = warmup_length(spec, steps_per_epoch, self.warmup_interval)
-            self.warmup_scheduler = (
-                lr_scheduler.LinearLR(optimizer, start_factor=spec.warmup_start_factor, total_iters=self.warmup) if self.warmup else None
-            )
+            # Plateau steps per epoch on a metric; its warmup runs per step before it.
+            self.warmup = warmup_length(spec, steps_per_epoch, "step")
             self.plateau = lr_scheduler.ReduceLROnPlateau(
                 optimizer,
                 mode="max" if (spec.monitor == "metric" and greater_is_better) else "min",
@@ -101,55 +99,55 @@ class LRSchedule:
                 patience=spec.patience,
                 min_lr=spec.min_lr,
             )
-            self.warmup_done = 0
             self.scheduler = None
-            return
-        units = epochs * steps_per_epoch if self.interval == "step" else epochs
-        self.warmup = warmup_length(spec, steps_per_epoch, self.interval)
-        if self.warmup >= units:
-            raise SolverError(f"schedule '{spec.name}': warmup ({self.warmup} {self.interval}s) is as long as the stage ({units}); shorten it")
-        main = _main_scheduler(optimizer, spec, lr, units - self.warmup, steps_per_epoch, self.interval)
-        if self.warmup:
-            warmup = lr_scheduler.LinearLR(optimizer, start_factor=spec.warmup_start_factor, total_iters=self.warmup)
-            self.scheduler = lr_scheduler.SequentialLR(optimizer, [warmup, main], milestones=[self.warmup])
         else:
-            self.scheduler = main
+            units = epochs * steps_per_epoch if self.interval == "step" else epochs
+            self.warmup = warmup_length(spec, steps_per_epoch, self.interval)
+            warmup_units = self.warmup // (1 if self.interval == "step" else steps_per_epoch)
+            if warmup_units >= units:
+                raise SolverError(f"schedule '{spec.name}': warmup ({warmup_units} {self.interval}s) is as long as the stage ({units}); shorten it")
+            self.scheduler = _main_scheduler(optimizer, spec, lr, units - warmup_units, steps_per_epoch, self.interval)
+            if self.warmup and self.interval == "step":
+                warmup = lr_scheduler.LinearLR(optimizer, start_factor=spec.warmup_start_factor, total_iters=self.warmup)
+                self.scheduler = lr_scheduler.SequentialLR(optimizer, [warmup, self.scheduler], milestones=[self.warmup])
+                return
+        if self.warmup:  # built after the schedule, whose constructor sets the lr: warmup starts from lr * start factor
+            self.warmup_scheduler = lr_scheduler.LinearLR(optimizer, start_factor=spec.warmup_start_factor, total_iters=self.warmup)
 
-    def _step_plateau_warmup(self, unit: str) -> bool:
-        """Advance plateau's warmup by one unit; True while warmup is still running."""
-        if self.warmup_scheduler is None or self.warmup_done >= self.warmup:
-            return False
-        if self.warmup_interval == unit:
-            self.warmup_scheduler.step()
-            self.warmup_done += 1
-        return True
+    def _warming_up(self) -> bool:
+        return self.warmup_scheduler is not None and self.warmup_done < self.warmup
 
     def after_batch(self) -> None:
-        if self.spec.name == "plateau":
-            self._step_plateau_warmup("step")
-        elif self.interval == "step":
+        if self._warming_up():
+            self.warmup_scheduler.step()
+            self.warmup_done += 1
+            self.warmed_this_epoch = True
+        elif self.spec.name != "plateau" and self.interval == "step":
             self.scheduler.step()
 
     def after_epoch(self, metric: float, loss: float) -> None:
+        if self.warmed_this_epoch or self._warming_up():  # the schedule takes over from the first epoch after warmup
+            self.warmed_this_epoch = False
+            return
         if self.spec.name == "plateau":
-            if not self._step_plateau_warmup("epoch"):
-                value = metric if self.spec.monitor == "metric" else loss
-                if not math.isnan(value):
-                    self.plateau.step(value)
+            value = metric if self.spec.monitor == "metric" else loss
+            if not math.isnan(value):
+                self.plateau.step(value)
         elif self.interval == "epoch":
             self.scheduler.step()
 
     def state_dict(self) -> dict:
+        warm = {"warmup": self.warmup_scheduler.state_dict() if self.warmup_scheduler else None, "warmup_done": self.warmup_done}
         if self.spec.name == "plateau":
-            warm = self.warmup_scheduler.state_dict() if self.warmup_scheduler else None
-            return {"plateau": self.plateau.state_dict(), "warmup": warm, "warmup_done": self.warmup_done}
-        return {"scheduler": self.scheduler.state_dict()}
+            return {"plateau": self.plateau.state_dict(), **warm}
+        return {"scheduler": self.scheduler.state_dict(), **warm}
 
     def load_state_dict(self, state: dict) -> None:
+        if self.warmup_scheduler and state.get("warmup"):
+            self.warmup_scheduler.load_state_dict(state["warmup"])
+        # A checkpoint of an older solver, whose warmup ran per epoch: resumed with its warmup over.
+        self.warmup_done = state.get("warmup_done", self.warmup)
         if self.spec.name == "plateau":
             self.plateau.load_state_dict(state["plateau"])
-            if self.warmup_scheduler and state["warmup"]:
-                self.warmup_scheduler.load_state_dict(state["warmup"])
-            self.warmup_done = state["warmup_done"]
         else:
             self.scheduler.load_state_dict(state["scheduler"])

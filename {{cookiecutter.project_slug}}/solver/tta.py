@@ -49,10 +49,11 @@ def combine_views(logits: torch.Tensor, task: str, how: str) -> torch.Tensor:
     if how == "probabilities":
         return probs.mean(1)
     if how == "geometric":
-        mean_log = probs.clamp_min(1e-12).log().mean(1)
         if task == "multiclass":
-            return mean_log.softmax(1)  # renormalised geometric mean
-        return mean_log.exp()
+            return probs.clamp_min(1e-12).log().mean(1).softmax(1)  # renormalised geometric mean
+        # Per label, the geometric means of p and of 1 - p, renormalised: sigmoid of the mean logit. The geometric
+        # mean of p alone would pull every label down (views 0.9 and 0.1 would give 0.30).
+        return to_probabilities(logits.mean(1), task)
     raise SolverError(f"tta combine '{how}' is unknown; valid: {', '.join(COMBINE)}")
 
 

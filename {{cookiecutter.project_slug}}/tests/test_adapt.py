@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from sklearn.metrics import f1_score, log_loss
 
 from solver.adapt import adapt_stage
 from solver.competition import Competition
@@ -15,7 +16,7 @@ from solver.errors import SolverError
 from solver.experiment import folds_hash, train_experiment
 from solver.folds import load_folds
 from solver.leaderboard import collect_scores
-from solver.prior_shift import adjust
+from solver.prior_shift import adjust, apply_temperature, fit_temperature
 from solver.submission import make_submission
 from tests.conftest import REPO
 from tests.synthetic import make_competition
@@ -42,6 +43,15 @@ def _fake_source(comp: Competition, name: str, oof: np.ndarray, test: np.ndarray
     _write(folder / "config.yaml", {"classes": classes, "folds_hash": folds_hash(comp)})
 
 
+def _fold_tests(comp: Competition, name: str, tests: list[np.ndarray]) -> None:
+    """Each fold model's own test predictions, as an experiment keeps them in fold<k>/test.csv."""
+    for k, test in enumerate(tests):
+        frame = pd.DataFrame(test, columns=comp.classes)
+        frame.insert(0, "id", comp.read_test()["id"].to_numpy())
+        (comp.runs_dir / name / f"fold{k}").mkdir(parents=True, exist_ok=True)
+        frame.to_csv(comp.runs_dir / name / f"fold{k}" / "test.csv", index=False)
+
+
 def _posteriors(labels: np.ndarray, num_classes: int, train_priors: np.ndarray, rng) -> np.ndarray:
     """Calibrated posteriors (for train_priors) of 1-D Gaussian classes."""
     means = np.arange(num_classes) * 1.5
@@ -57,7 +67,9 @@ def _multiclass(tmp_path, n_test=600):
     rng = np.random.default_rng(0)
     train_priors = np.bincount(y, minlength=3) / len(y)
     hidden = rng.choice(3, n_test, p=[0.7, 0.2, 0.1])  # the test set's classes, shifted; never written anywhere
-    _fake_source(comp, "base", _posteriors(y, 3, train_priors, rng), _posteriors(hidden, 3, train_priors, rng))
+    test = _posteriors(hidden, 3, train_priors, rng)
+    _fake_source(comp, "base", _posteriors(y, 3, train_priors, rng), test)
+    _fold_tests(comp, "base", [test, test])
     return comp, train_priors, hidden
 
 
@@ -72,7 +84,7 @@ def test_prior_shift_estimates_the_test_priors_and_adds_a_leaderboard_row(tmp_pa
     board = collect_scores(comp)
     assert board.set_index("source").loc["em", "kind"] == "adapt"
     # Given priors: the test predictions are re-weighted to them; the OOF stays as it was.
-    assert 0.8 < score["temperature"] < 1.25  # the posteriors were calibrated already
+    assert all(0.8 < t < 1.25 for t in score["temperature"]) and len(score["temperature"]) == 2  # calibrated already
     given = {"source": "base", "method": "prior_shift", "priors": {"cat": 0.5, "dog": 0.3, "fox": 0.2}, "calibrate": "none"}
     _write(comp.folder / "adapt/given.yaml", given)
     adapt_stage(tmp_path, "synth", "given")
@@ -80,6 +92,45 @@ def test_prior_shift_estimates_the_test_priors_and_adds_a_leaderboard_row(tmp_pa
     given_test = pd.read_csv(comp.runs_dir / "given/test.csv")[comp.classes].to_numpy()
     assert np.allclose(given_test, adjust(base_test, train_priors, [0.5, 0.3, 0.2]))
     assert np.allclose(pd.read_csv(comp.runs_dir / "given/oof.csv")[comp.classes], pd.read_csv(comp.runs_dir / "base/oof.csv")[comp.classes])
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_prior_shift_calibrates_each_fold_model_before_averaging(tmp_path):
+    """Two over-confident fold models that disagree: each is sharper than the truth (its OOF temperature is above 1),
+    their average is softer (it wants a temperature below 1). The temperature fitted on OOF and applied to the average
+    made the test worse than not calibrating; calibrating each fold's test with its own temperature makes it better."""
+    n = 1000
+    make_competition(tmp_path, n_train=n, n_test=n, metric="log_loss")
+    comp = Competition.load(tmp_path, "synth")
+    y, folds = comp.encode_targets(comp.read_train()), load_folds(comp)
+    rng = np.random.default_rng(3)
+    hidden = rng.integers(0, 3, n)  # the test's labels, never written anywhere
+
+    def features(labels):
+        return np.eye(3)[labels] * 2.0 + rng.normal(0, 1.0, (len(labels), 3))
+
+    x, x_test = features(y), features(hidden)
+    models = [2.0 * (np.eye(3) + rng.normal(0, 0.3, (3, 3))) for _ in range(2)]  # each fold model's own error
+    oof = np.empty((n, 3))
+    for k, model in enumerate(models):
+        oof[folds == k] = _softmax(x[folds == k] @ model)
+    tests = [_softmax(x_test @ model) for model in models]
+    _fake_source(comp, "base", oof, np.mean(tests, axis=0))
+    _fold_tests(comp, "base", tests)
+    _write(comp.folder / "adapt/cal.yaml", {"source": "base", "method": "prior_shift", "priors": [1 / 3] * 3})  # adjust: the identity
+    adapt_stage(tmp_path, "synth", "cal")
+    nll = {
+        "raw": log_loss(hidden, np.mean(tests, axis=0), labels=range(3)),
+        "oof_temperature": log_loss(hidden, apply_temperature(np.mean(tests, axis=0), fit_temperature(oof, y)), labels=range(3)),
+        "per_fold": log_loss(hidden, pd.read_csv(comp.runs_dir / "cal/test.csv")[comp.classes].to_numpy(), labels=range(3)),
+    }
+    best = fit_temperature(np.mean(tests, axis=0), hidden)
+    print(f"T on OOF {fit_temperature(oof, y):.2f}, best T for the averaged test {best:.2f}; test NLL", nll)
+    assert nll["oof_temperature"] > nll["raw"] > nll["per_fold"], nll
 
 
 @pytest.mark.parametrize(
@@ -115,8 +166,8 @@ def test_a_source_with_another_label_set_is_refused(tmp_path):
         adapt_stage(tmp_path, "synth", "missing")
 
 
-def _miscalibrated_multilabel(tmp_path):
-    make_competition(tmp_path, task="multilabel", n_train=400, n_test=100, seed=1)
+def _miscalibrated_multilabel(tmp_path, **contract):
+    make_competition(tmp_path, task="multilabel", n_train=400, n_test=100, seed=1, **contract)
     comp = Competition.load(tmp_path, "synth")
     y = comp.encode_targets(comp.read_train())
     rng = np.random.default_rng(2)
@@ -146,6 +197,27 @@ def test_thresholds_improve_macro_f1_on_oof_and_drive_the_submission(tmp_path):
     expected = [" ".join(c for c, keep in zip(comp.classes, row) if keep) for row in chosen]
     assert sub["Target"].tolist() == expected
     assert chosen.sum() != (raw > 0.5).sum()  # the thresholds, not 0.5, made these labels
+
+
+def test_cv_scores_the_decisions_the_submission_makes(tmp_path):
+    """One threshold: the competition's submission.threshold cuts the probabilities in CV and in `make submit`, and a
+    thresholds source stores its decisions on a scale cut there too."""
+    comp, y = _miscalibrated_multilabel(tmp_path, submission={"threshold": 0.3})
+    oof = pd.read_csv(comp.runs_dir / "base/oof.csv")[comp.classes].to_numpy()
+    assert comp.metric(y, oof) == pytest.approx(f1_score(y, oof > 0.3, average="macro"))
+    base_sub = pd.read_csv(make_submission(comp, comp.runs_dir / "base"), dtype=str, keep_default_na=False)
+    raw = pd.read_csv(comp.runs_dir / "base/test.csv").set_index("id").loc[base_sub["id"], comp.classes].to_numpy()
+    assert base_sub["Target"].tolist() == [" ".join(c for c, keep in zip(comp.classes, row) if keep) for row in raw > 0.3]
+    _write(comp.folder / "adapt/th.yaml", {"source": "base", "method": "thresholds"})
+    score = adapt_stage(tmp_path, "synth", "th")
+    config = yaml.safe_load((comp.runs_dir / "th/config.yaml").read_text())
+    assert config["decision_threshold"] == 0.3
+    fitted = np.array(config["fold_thresholds"])
+    folds = load_folds(comp)
+    assert score["cv"] == pytest.approx(f1_score(y, oof > fitted[folds], average="macro"))  # the fold-safe thresholds' decisions
+    sub = pd.read_csv(make_submission(comp, comp.runs_dir / "th"), dtype=str, keep_default_na=False)
+    t = np.array([config["test_thresholds"][c] for c in comp.classes])
+    assert sub["Target"].tolist() == [" ".join(c for c, keep in zip(comp.classes, row) if keep) for row in raw > t]
 
 
 def test_expected_frequencies_set_the_test_label_rates(tmp_path):

@@ -164,3 +164,16 @@ def test_bad_settings():
         fold_safe_knn_features([data, data], [data, data], np.zeros(5, int), np.array([0, 0, 0, 1, 1]), 1, KnnSettings())
     with pytest.raises(SolverError, match=r"folds contain \[1\]"):
         fold_safe_knn_features([data], [data], np.zeros(5, int), np.array([0, 0, 1, 1, 1]), 1, KnnSettings())
+
+
+def test_recall_is_measured_only_when_hnsw_is_used(monkeypatch):
+    """make knn's recall check builds an HNSW index; with exact search (the stage's own) it builds none and reports None."""
+    import sys
+
+    from solver.level2 import index_recall
+
+    data, queries = _gaussian(300, 8, 0), _gaussian(40, 8, 1)
+    monkeypatch.setitem(sys.modules, "nmslib", None)  # any HNSW index built from here on fails to import nmslib
+    assert index_recall(data, queries, KnnSettings(exact_below=1000)) is None
+    monkeypatch.undo()
+    assert 0.9 <= index_recall(data, queries, KnnSettings(exact_below=0)) <= 1.0

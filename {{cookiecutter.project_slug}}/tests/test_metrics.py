@@ -57,3 +57,40 @@ def test_custom_metric_from_the_competition_folder(tmp_path):
         get_metric("metric.py:top2", "multiclass", tmp_path, None)
     with pytest.raises(SolverError, match="defines no function 'nope'; write nope"):
         get_metric("metric.py:nope", "multiclass", tmp_path, True)
+
+
+def test_quadratic_kappa_weighs_distances_over_every_class():
+    # Classes 2 and 3 are absent from truth and prediction; the two errors (1 <-> 4) are still 3 classes apart,
+    # not 1 apart as among the present labels {0, 1, 4} (which scored 0.75).
+    y = np.array([0, 0, 1, 1, 4, 4])
+    pred = np.array([0, 0, 4, 1, 1, 4])
+    kappa = get_metric("quadratic_kappa", "multiclass")(y, np.eye(5)[pred])
+    assert kappa == pytest.approx(0.4808, abs=1e-4)
+    assert kappa == pytest.approx(skm.cohen_kappa_score(y, pred, weights="quadratic", labels=range(5)))
+
+
+@pytest.mark.parametrize("task", ["multiclass", "multilabel"])
+def test_macro_f1_leaves_out_labels_absent_from_truth_and_prediction(task):
+    """One convention for both tasks (sklearn's zero_division=np.nan): a label nobody has and nobody predicts is not
+    averaged in, so a perfect prediction scores 1.0 whatever labels the fold happens to lack."""
+    f1 = get_metric("macro_f1", task)
+    if task == "multiclass":
+        y = np.array([0, 1, 1, 0])  # class 2 absent
+        perfect, one_wrong = np.eye(3)[y], np.eye(3)[[0, 1, 0, 0]]
+        expected = skm.f1_score(y, [0, 1, 0, 0], average="macro")
+    else:
+        y = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0]])  # label 2 absent
+        perfect, one_wrong = y.astype(float), np.array([[1, 0, 0], [0, 1, 0], [1, 0, 0]], float)
+        expected = np.mean([1.0, skm.f1_score(y[:, 1], one_wrong[:, 1])])
+        assert f1(np.zeros((3, 2)), np.zeros((3, 2))) == 1.0  # nothing to find, nothing predicted
+    assert f1(y, perfect) == 1.0
+    assert f1(y, one_wrong) == pytest.approx(expected)
+
+
+def test_multilabel_metrics_cut_at_the_given_threshold():
+    y = np.array([[1, 0], [0, 1], [1, 1]])
+    probs = np.array([[0.4, 0.1], [0.2, 0.35], [0.6, 0.45]])
+    assert get_metric("macro_f1", "multilabel")(y, probs) < 1.0  # cut at 0.5 misses three labels
+    assert get_metric("macro_f1", "multilabel", threshold=0.3)(y, probs) == 1.0
+    assert get_metric("accuracy", "multilabel", threshold=0.3)(y, probs) == 1.0
+    assert get_metric("macro_f1", "multiclass", threshold=0.3)(np.array([0, 1]), np.eye(2)) == 1.0  # argmax: no threshold

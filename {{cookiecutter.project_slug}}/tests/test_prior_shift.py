@@ -9,10 +9,12 @@ from solver.prior_shift import (
     adjust,
     adjust_labels,
     apply_temperature,
+    calibrate_folds,
     class_priors,
     estimate_label_priors,
     estimate_priors,
     fit_temperature,
+    fold_temperatures,
     resample_to_priors,
 )
 
@@ -101,3 +103,41 @@ def test_temperature_scaling_undoes_under_confidence_and_helps_em():
     labels = (np.random.default_rng(7).random((2000, 3)) < 0.3).astype(float)
     odds = np.exp(np.random.default_rng(8).normal(np.where(labels == 1, 2.0, -2.0), 1.0) / 4)  # multilabel, softened
     assert fit_temperature(odds / (1 + odds), labels, multilabel=True) < 0.5
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_each_fold_model_is_calibrated_with_its_own_temperature():
+    """Five over-confident fold models that disagree: the average of their test probabilities is softer than any of
+    them, so the temperature fitted on (single-model) OOF over-softens it; calibrating each fold model with its own
+    temperature and averaging logits does not."""
+    rng = np.random.default_rng(0)
+    n, k = 2000, 5
+
+    def features(labels):
+        return np.eye(3)[labels] * 2.0 + rng.normal(0, 1.0, (len(labels), 3))
+
+    y, hidden = rng.integers(0, 3, n), rng.integers(0, 3, n)
+    x, x_test = features(y), features(hidden)
+    folds = np.arange(n) % k
+    models = [2.0 * (np.eye(3) + rng.normal(0, 0.3, (3, 3))) for _ in range(k)]
+    oof = np.empty((n, 3))
+    for f, model in enumerate(models):
+        oof[folds == f] = _softmax(x[folds == f] @ model)
+    tests = [_softmax(x_test @ model) for model in models]
+    average = np.mean(tests, axis=0)
+    t_oof, t_right = fit_temperature(oof, y), fit_temperature(average, hidden)
+    nll = {
+        "raw": log_loss(hidden, average),
+        "oof_temperature": log_loss(hidden, apply_temperature(average, t_oof)),
+        "right_temperature": log_loss(hidden, apply_temperature(average, t_right)),
+        "per_fold": log_loss(hidden, calibrate_folds(tests, fold_temperatures(oof, y, folds))),
+    }
+    print(f"T on OOF {t_oof:.2f}, best T for the averaged test {t_right:.2f}; test NLL", {key: round(v, 3) for key, v in nll.items()})
+    assert t_oof > 1 > t_right
+    assert nll["oof_temperature"] > nll["raw"] > nll["per_fold"], nll
+    multilabel = calibrate_folds([np.array([[0.9, 0.2]]), np.array([[0.1, 0.2]])], [1.0, 2.0], multilabel=True)
+    np.testing.assert_allclose(multilabel, 1 / (1 + np.exp(-np.array([[(np.log(9) - np.log(9) / 2) / 2, -np.log(4) * 0.75]]))))

@@ -52,6 +52,23 @@ def torch_per_epoch(build) -> list[float]:
     return lrs
 
 
+def torch_warmup_steps_then_epochs(warmup_epochs: int, build, metrics=None) -> list[float]:
+    """LinearLR per step over warmup_epochs epochs of steps, then the per-epoch scheduler from the next epoch on."""
+    opt = optimizer()
+    main = build(opt)
+    warmup = lr_scheduler.LinearLR(opt, start_factor=0.01, total_iters=warmup_epochs * STEPS)
+    lrs = []
+    for epoch in range(EPOCHS):
+        for _ in range(STEPS):
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            if epoch < warmup_epochs:
+                warmup.step()
+        if epoch >= warmup_epochs:
+            main.step(metrics[epoch]) if metrics else main.step()
+    return lrs
+
+
 def warm(opt, n, main):
     return lr_scheduler.SequentialLR(opt, [lr_scheduler.LinearLR(opt, start_factor=0.01, total_iters=n), main], milestones=[n])
 
@@ -100,16 +117,11 @@ CASES = {
 }
 EPOCH_CASES = {
     "cosine": ({"name": "cosine"}, lambda o: cosine(o, EPOCHS)),
-    "cosine-warmup": (
-        {"name": "cosine", "warmup_epochs": 2},
-        lambda o: warm(o, 2, cosine(o, EPOCHS - 2)),
-    ),
     "cosine_restarts": (
         {"name": "cosine_restarts", "restart_epochs": 2},
         lambda o: lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=2, eta_min=1e-6),
     ),
     "step": ({"name": "step", "step_epochs": 2, "step_gamma": 0.5}, lambda o: lr_scheduler.StepLR(o, step_size=2, gamma=0.5)),
-    "step-warmup": ({"name": "step", "step_epochs": 2, "warmup_epochs": 1}, lambda o: warm(o, 1, lr_scheduler.StepLR(o, step_size=2, gamma=0.1))),
     "constant": ({"name": "constant"}, lambda o: lr_scheduler.ConstantLR(o, factor=1.0, total_iters=0)),
 }
 
@@ -126,19 +138,29 @@ def test_per_epoch_schedules_match_torch(case):
     assert ours(spec) == pytest.approx(torch_per_epoch(build), rel=1e-12)
 
 
+WARMUP_EPOCH_CASES = {
+    "cosine-warmup": ({"name": "cosine", "warmup_epochs": 2}, 2, lambda o: cosine(o, EPOCHS - 2)),
+    "step-warmup": ({"name": "step", "step_epochs": 2, "warmup_epochs": 1}, 1, lambda o: lr_scheduler.StepLR(o, step_size=2, gamma=0.1)),
+}
+
+
+@pytest.mark.parametrize("case", WARMUP_EPOCH_CASES)
+def test_warmup_epochs_ramp_per_step_before_a_per_epoch_schedule(case):
+    """warmup_epochs: 1 is STEPS optimizer steps of a linear ramp, not one epoch at 1% of the lr."""
+    spec, warmup_epochs, build = WARMUP_EPOCH_CASES[case]
+    lrs = ours(spec)
+    ramp = [LR * (0.01 + 0.99 * i / (warmup_epochs * STEPS)) for i in range(warmup_epochs * STEPS)]
+    assert lrs[: warmup_epochs * STEPS] == pytest.approx(ramp, rel=1e-9)
+    assert lrs[warmup_epochs * STEPS] == pytest.approx(LR)  # the schedule starts from the full lr
+    assert lrs == pytest.approx(torch_warmup_steps_then_epochs(warmup_epochs, build), rel=1e-12)
+
+
 def test_plateau_matches_torch_on_the_same_metrics_with_warmup():
     metrics = [0.5, 0.6, 0.6, 0.6, 0.6, 0.6]
     lrs = ours({"name": "plateau", "patience": 1, "factor": 0.5, "warmup_epochs": 1}, metrics)
-    opt = optimizer()
-    warmup = lr_scheduler.LinearLR(opt, start_factor=0.01, total_iters=1)
-    plateau = lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=1, min_lr=1e-6)
-    expected = []
-    for epoch in range(EPOCHS):
-        expected += [opt.param_groups[0]["lr"]] * STEPS
-        opt.step()
-        warmup.step() if epoch < 1 else plateau.step(metrics[epoch])
-    assert lrs == pytest.approx(expected)
-    assert lrs[-1] < LR  # it did reduce
+    plateau = lambda o: lr_scheduler.ReduceLROnPlateau(o, mode="max", factor=0.5, patience=1, min_lr=1e-6)  # noqa: E731
+    assert lrs == pytest.approx(torch_warmup_steps_then_epochs(1, plateau, metrics))
+    assert lrs[1] > lrs[0] and lrs[-1] < LR  # it ramped within the first epoch, and it did reduce
 
 
 def test_plateau_with_warmup_in_steps():

@@ -35,6 +35,26 @@ def test_best_f1_threshold_is_the_exact_optimum():
     assert best_f1_threshold(np.zeros(5), np.linspace(0, 1, 5)) == 0.5  # no positive: nothing to fit
 
 
+def _brute_force_f1(y, p):
+    """The best F1 of any prediction `p >= c` over every candidate cut c (0 included: every row predicted)."""
+    return max(f1_score(y, p >= c, zero_division=0) for c in np.unique(np.r_[p, 0.0]))
+
+
+def test_best_f1_threshold_can_predict_every_row():
+    y, p = np.array([1, 1, 0]), np.array([0.3, 0.0, 0.0])
+    t = best_f1_threshold(y, p)
+    assert f1_score(y, to_decision_scale(p[:, None], [t])[:, 0] > 0.5) == pytest.approx(0.8)  # every row; p > 0.3/2 gives 0.667
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        n = int(rng.integers(1, 8))
+        y, p = rng.integers(0, 2, n), rng.choice([0.0, 0.2, 0.5, 0.9, 1.0], n)  # ties, zeros and ones
+        if y.sum() == 0:
+            continue
+        t = best_f1_threshold(y, p)
+        decided = to_decision_scale(p[:, None], [t])[:, 0] > 0.5
+        assert f1_score(y, decided, zero_division=0) == pytest.approx(_brute_force_f1(y, p)), (y, p, t)
+
+
 def test_decision_scale_cuts_at_half_exactly_where_the_threshold_cuts():
     y, probs, _ = miscalibrated_oof()
     t = np.array([0.1, 0.3, 0.6, 0.9])

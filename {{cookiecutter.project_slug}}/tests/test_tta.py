@@ -28,6 +28,16 @@ def test_combine_views():
         combine_views(logits, "multiclass", "median")
 
 
+def test_multilabel_geometric_mean_is_the_mean_logit():
+    """Per label, the renormalised geometric mean of (p, 1 - p) over the views: sigmoid of the mean logit, as the
+    multiclass branch is the softmax of the mean log-probability. Views at 0.9 and 0.1 disagree evenly: 0.5."""
+    p = torch.tensor([[[0.9, 0.8], [0.1, 0.8]]])  # one sample, two views, two labels
+    logits = torch.logit(p)
+    combined = combine_views(logits, "multilabel", "geometric")[0]
+    torch.testing.assert_close(combined, torch.tensor([0.5, 0.8]))  # the geometric mean of p alone gave 0.30 and 0.80
+    torch.testing.assert_close(combined, logits[0].mean(0).sigmoid())
+
+
 def _views(tmp_path, n_views, seed=0):
     import cv2
 
