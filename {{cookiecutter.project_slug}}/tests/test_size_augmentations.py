@@ -60,6 +60,7 @@ def test_argument_errors_are_one_line_and_name_the_size_argument_of_albumentatio
 
 PIPELINES = {
     "RandomResizedCrop": [{"name": "RandomResizedCrop"}],
+    "RandomResizedCrop-32": [{"name": "RandomResizedCrop", "size": [32, 32]}],  # the crash: 32 and 24 in one batch
     "RandomCrop": [{"name": "HorizontalFlip"}, {"name": "RandomCrop"}],
     "RandomCrop-smaller": [{"name": "RandomCrop", "height": 12, "width": 12}],
     "CenterCrop": [{"name": "CenterCrop"}],
