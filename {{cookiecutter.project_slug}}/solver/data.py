@@ -277,7 +277,8 @@ def _argument_error(err: Exception) -> str:
 
 def _size_hint(name: str, spec: dict) -> str:
     """albumentations 1.x took height/width where 2.x takes size=(h, w): say so to a user of the old names."""
-    if STAGE_SIZE_ARGS.get(name) == ("size",) and ({"height", "width"} & set(spec) or "size" in spec):
+    size = spec.get("size", "auto")
+    if STAGE_SIZE_ARGS.get(name) == ("size",) and ({"height", "width"} & set(spec) or not (size == "auto" or isinstance(size, list | tuple))):
         return "; it takes size: [height, width] (albumentations 2), or leave size out to follow the stage's image_size"
     return ""
 

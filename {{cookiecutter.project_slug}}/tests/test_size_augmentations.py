@@ -51,6 +51,8 @@ def test_a_size_given_is_kept_and_divisors_replace_the_stage_size():
 def test_argument_errors_are_one_line_and_name_the_size_argument_of_albumentations_2():
     with pytest.raises(SolverError, match=r"augment\.train\[0\] \(RandomResizedCrop\): .*'height, width'.*takes size: \[height, width\]"):
         build_augmentations([{"name": "RandomResizedCrop", "height": 32, "width": 32}], image_size=32)
+    with pytest.raises(SolverError, match=r"size: .*\(got 32\); it takes size: \[height, width\]"):
+        build_augmentations([{"name": "RandomResizedCrop", "size": 32}], image_size=32)
     with pytest.raises(SolverError, match=r"tta\.augment\[1\] \(RandomSizedCrop\): min_max_height: Field required$") as err:
         build_augmentations([{"name": "HorizontalFlip"}, {"name": "RandomSizedCrop"}], "tta.augment", image_size=32)
     assert "\n" not in str(err.value)
@@ -58,6 +60,7 @@ def test_argument_errors_are_one_line_and_name_the_size_argument_of_albumentatio
 
 PIPELINES = {
     "RandomResizedCrop": [{"name": "RandomResizedCrop"}],
+    "RandomResizedCrop-32": [{"name": "RandomResizedCrop", "size": [32, 32]}],  # the crash: 32 and 24 in one batch
     "RandomCrop": [{"name": "HorizontalFlip"}, {"name": "RandomCrop"}],
     "RandomCrop-smaller": [{"name": "RandomCrop", "height": 12, "width": 12}],
     "CenterCrop": [{"name": "CenterCrop"}],
