@@ -348,7 +348,7 @@ DERIVED_DIRS = ("tta*", "knn")  # later stages computed from the folds' checkpoi
 
 def _mark_derived_stale(exp: Experiment) -> None:
     """After a join: TTA and kNN sources made from checkpoints that were replaced since are kept, marked stale
-    (solver.submission.stale_inputs: the leaderboard greys them, ensembles and submit refuse them), until recomputed."""
+    (solver.submission.stale_inputs: the leaderboard greys them; submit refuses them and what was made from them)."""
     checkpoints = [exp.fold_dir(k) / "best.pt" for k in range(exp.n_folds)]
     newest = max(p.stat().st_mtime_ns for p in checkpoints if p.is_file())
     for folder in sorted(p for pattern in DERIVED_DIRS for p in exp.dir.glob(pattern)):
