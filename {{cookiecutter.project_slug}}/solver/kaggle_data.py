@@ -10,15 +10,17 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import zipfile
+from collections import deque
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from solver.competition import CONFIG_NAME, Competition
 from solver.errors import SolverError
-from solver.submission import kaggle_credentials_present
+from solver.submission import kaggle_auth_failure, require_kaggle_credentials
 
 
 def kaggle_command(comp: Competition) -> tuple[str, str]:
@@ -32,12 +34,19 @@ def kaggle_command(comp: Competition) -> tuple[str, str]:
     exe = shutil.which("kaggle")
     if exe is None:
         raise SolverError(f"the kaggle CLI is not installed: pip install kaggle (or download the files by hand into {comp.data_dir})")
-    if not kaggle_credentials_present():
-        raise SolverError(
-            "no Kaggle credentials: put kaggle.json (kaggle.com > Settings > API > Create New Token) in ~/.kaggle "
-            "(or KAGGLE_CONFIG_DIR), or set KAGGLE_USERNAME and KAGGLE_KEY"
-        )
+    require_kaggle_credentials()
     return exe, slug
+
+
+def _run_showing_output(command: list[str]) -> tuple[int, str]:
+    """Run the CLI with its messages passed through to the terminal as they come (its progress bars, on stderr, go
+    straight there); the last lines of its messages are kept to recognise an authentication failure."""
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+        tail: deque[str] = deque(maxlen=20)
+        for line in process.stdout:
+            sys.stdout.write(line)
+            tail.append(line)
+    return process.returncode, "".join(tail)
 
 
 def _extract(archive: Path, into: Path) -> None:
@@ -70,11 +79,10 @@ def download(comp: Competition, force: bool = False) -> list[Path]:
         fetched = partial / "fetched"
         fetched.mkdir()
         command = [exe, "competitions", "download", "-c", slug, "-p", str(fetched)]
-        # The CLI's own progress and messages go straight to the terminal.
-        result = subprocess.run(command)
-        if result.returncode != 0:
-            raise SolverError(
-                f"kaggle competitions download -c {slug} failed (exit status {result.returncode}, its message is above); "
+        returncode, output = _run_showing_output(command)
+        if returncode != 0:
+            raise kaggle_auth_failure(f"kaggle competitions download -c {slug}", output) or SolverError(
+                f"kaggle competitions download -c {slug} failed (exit status {returncode}, its message is above); "
                 f"a 403 means the competition's rules are not accepted yet: https://www.kaggle.com/competitions/{slug}/rules"
             )
         downloaded = sorted(fetched.iterdir())
