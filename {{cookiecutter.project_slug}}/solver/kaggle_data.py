@@ -61,6 +61,31 @@ def _extract(archive: Path, into: Path) -> None:
             zf.extract(member, into)
 
 
+MAX_NESTING = 5  # zips inside zips: more levels than any competition has
+
+
+def _extract_nested(folder: Path) -> None:
+    """Kaggle archives often hold more zips (train.zip, test.zip, train.csv.zip): extract each where it lies, then drop it."""
+    for _ in range(MAX_NESTING):
+        inner = sorted(p for p in folder.rglob("*.zip") if p.is_file() and zipfile.is_zipfile(p))
+        if not inner:
+            return
+        for archive in inner:
+            _extract(archive, _inner_target(archive))
+            archive.unlink()
+    raise SolverError(f"the download holds zips nested more than {MAX_NESTING} levels deep; unzip them by hand")
+
+
+def _inner_target(archive: Path) -> Path:
+    """Next to the zip when it holds one file (train.csv.zip) or one top folder (train.zip of train/...); else in a
+    folder of its name (train.zip of flat images -> train/), so its files do not scatter among the others."""
+    with zipfile.ZipFile(archive) as zf:
+        files = [name for name in zf.namelist() if not name.endswith("/")]
+    if len(files) <= 1 or (all("/" in name for name in files) and len({name.split("/")[0] for name in files}) == 1):
+        return archive.parent
+    return archive.parent / archive.stem
+
+
 def _place(entry: Path, target: Path) -> None:
     if target.is_dir() and not target.is_symlink():
         shutil.rmtree(target)
@@ -95,6 +120,7 @@ def download(comp: Competition, force: bool = False) -> list[Path]:
                 _extract(path, files)
             else:
                 os.replace(path, files / path.name)  # a competition with a single small file is not zipped
+        _extract_nested(files)
         entries = sorted(files.iterdir())
         taken = [entry.name for entry in entries if (data_dir / entry.name).exists()]
         if taken and not force:

@@ -182,3 +182,53 @@ def test_credentials_the_cli_refuses_are_one_line(tmp_path, monkeypatch, kaggle_
     assert "\n" not in str(err.value) and "export KAGGLE_API_TOKEN=<token>" in str(err.value)
     assert "You must authenticate" in capsys.readouterr().out  # the CLI's own message reached the terminal too
     assert list(comp.data_dir.iterdir()) == []
+
+
+def test_zips_inside_the_archive_are_extracted(tmp_path, monkeypatch):
+    """Kaggle's layout of many competitions: train.zip (a train/ folder), test.zip (flat images), train.csv.zip."""
+    make_competition(tmp_path, n_train=8, n_test=2, kaggle_slug="synth-comp")
+    data = tmp_path / "data/synth"
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    with zipfile.ZipFile(inner / "train.zip", "w") as zf:
+        for path in sorted((data / "train").iterdir()):
+            zf.write(path, f"train/{path.name}")
+    with zipfile.ZipFile(inner / "test.zip", "w") as zf:  # flat: its files belong in test/
+        for path in sorted((data / "test").iterdir()):
+            zf.write(path, path.name)
+    with zipfile.ZipFile(inner / "train.csv.zip", "w") as zf:
+        zf.write(data / "train.csv", "train.csv")
+    archive = tmp_path / "synth-comp.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in [*sorted(inner.iterdir()), data / "test.csv", data / "sample_submission.csv"]:
+            zf.write(path, path.name)
+    shutil.rmtree(data)
+    fake_kaggle(tmp_path, monkeypatch, archive)
+    monkeypatch.setenv("KAGGLE_API_TOKEN", "KGAT_0123")
+    comp = Competition.load(tmp_path, "synth")
+    written = download(comp)
+    assert [p.name for p in written] == ["sample_submission.csv", "test", "test.csv", "train", "train.csv"]  # no zip left
+    assert len(list((comp.data_dir / "test").iterdir())) == 2
+    assert check_data(comp).problems == []
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_a_member_outside_the_data_folder_is_refused(tmp_path, monkeypatch, nested):
+    """Zip slip: a member named ../x would be written outside data/<comp>/, also from a zip inside the archive."""
+    make_competition(tmp_path, n_train=8, n_test=2, kaggle_slug="synth-comp")
+    shutil.rmtree(tmp_path / "data/synth")
+    evil = tmp_path / ("evil.zip" if nested else "synth-comp.zip")
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("train.csv", "id,label\n")
+        zf.writestr("../../escaped.txt", "outside")
+    archive = evil
+    if nested:
+        archive = tmp_path / "synth-comp.zip"
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.write(evil, "train.zip")
+    fake_kaggle(tmp_path, monkeypatch, archive)
+    monkeypatch.setenv("KAGGLE_API_TOKEN", "KGAT_0123")
+    comp = Competition.load(tmp_path, "synth")
+    with pytest.raises(SolverError, match=r"member '\.\./\.\./escaped.txt' would be written outside .*; refusing the archive"):
+        download(comp)
+    assert list(comp.data_dir.iterdir()) == [] and not list(tmp_path.rglob("escaped.txt"))
