@@ -37,6 +37,7 @@ def main() -> None:
             f"  2. make download COMP={name}     (or put the Kaggle files in data/{name}/ by hand)\n"
             f"  3. make check-data COMP={name}   every problem of the files against the contract, at once\n"
             f"  4. make train COMP={name} EXP=exp001"
+            + ("" if args.from_scratch else "   (the first run fetches the pretrained weights into the Hugging Face cache; offline: README)")
         )
 
 

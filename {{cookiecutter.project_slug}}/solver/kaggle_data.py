@@ -10,15 +10,17 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import zipfile
+from collections import deque
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from solver.competition import CONFIG_NAME, Competition
 from solver.errors import SolverError
-from solver.submission import kaggle_credentials_present
+from solver.submission import kaggle_auth_failure, require_kaggle_credentials
 
 
 def kaggle_command(comp: Competition) -> tuple[str, str]:
@@ -32,12 +34,19 @@ def kaggle_command(comp: Competition) -> tuple[str, str]:
     exe = shutil.which("kaggle")
     if exe is None:
         raise SolverError(f"the kaggle CLI is not installed: pip install kaggle (or download the files by hand into {comp.data_dir})")
-    if not kaggle_credentials_present():
-        raise SolverError(
-            "no Kaggle credentials: put kaggle.json (kaggle.com > Settings > API > Create New Token) in ~/.kaggle "
-            "(or KAGGLE_CONFIG_DIR), or set KAGGLE_USERNAME and KAGGLE_KEY"
-        )
+    require_kaggle_credentials()
     return exe, slug
+
+
+def _run_showing_output(command: list[str]) -> tuple[int, str]:
+    """Run the CLI with its messages passed through to the terminal as they come (its progress bars, on stderr, go
+    straight there); the last lines of its messages are kept to recognise an authentication failure."""
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+        tail: deque[str] = deque(maxlen=20)
+        for line in process.stdout:
+            sys.stdout.write(line)
+            tail.append(line)
+    return process.returncode, "".join(tail)
 
 
 def _extract(archive: Path, into: Path) -> None:
@@ -50,6 +59,31 @@ def _extract(archive: Path, into: Path) -> None:
                 raise SolverError(f"{archive.name}: member {member.filename!r} would be written outside {into}; refusing the archive")
         for member in tqdm(members, desc=f"unzip {archive.name}", mininterval=1, leave=False):
             zf.extract(member, into)
+
+
+MAX_NESTING = 5  # zips inside zips: more levels than any competition has
+
+
+def _extract_nested(folder: Path) -> None:
+    """Kaggle archives often hold more zips (train.zip, test.zip, train.csv.zip): extract each where it lies, then drop it."""
+    for _ in range(MAX_NESTING):
+        inner = sorted(p for p in folder.rglob("*.zip") if p.is_file() and zipfile.is_zipfile(p))
+        if not inner:
+            return
+        for archive in inner:
+            _extract(archive, _inner_target(archive))
+            archive.unlink()
+    raise SolverError(f"the download holds zips nested more than {MAX_NESTING} levels deep; unzip them by hand")
+
+
+def _inner_target(archive: Path) -> Path:
+    """Next to the zip when it holds one file (train.csv.zip) or one top folder (train.zip of train/...); else in a
+    folder of its name (train.zip of flat images -> train/), so its files do not scatter among the others."""
+    with zipfile.ZipFile(archive) as zf:
+        files = [name for name in zf.namelist() if not name.endswith("/")]
+    if len(files) <= 1 or (all("/" in name for name in files) and len({name.split("/")[0] for name in files}) == 1):
+        return archive.parent
+    return archive.parent / archive.stem
 
 
 def _place(entry: Path, target: Path) -> None:
@@ -70,11 +104,10 @@ def download(comp: Competition, force: bool = False) -> list[Path]:
         fetched = partial / "fetched"
         fetched.mkdir()
         command = [exe, "competitions", "download", "-c", slug, "-p", str(fetched)]
-        # The CLI's own progress and messages go straight to the terminal.
-        result = subprocess.run(command)
-        if result.returncode != 0:
-            raise SolverError(
-                f"kaggle competitions download -c {slug} failed (exit status {result.returncode}, its message is above); "
+        returncode, output = _run_showing_output(command)
+        if returncode != 0:
+            raise kaggle_auth_failure(f"kaggle competitions download -c {slug}", output) or SolverError(
+                f"kaggle competitions download -c {slug} failed (exit status {returncode}, its message is above); "
                 f"a 403 means the competition's rules are not accepted yet: https://www.kaggle.com/competitions/{slug}/rules"
             )
         downloaded = sorted(fetched.iterdir())
@@ -87,6 +120,7 @@ def download(comp: Competition, force: bool = False) -> list[Path]:
                 _extract(path, files)
             else:
                 os.replace(path, files / path.name)  # a competition with a single small file is not zipped
+        _extract_nested(files)
         entries = sorted(files.iterdir())
         taken = [entry.name for entry in entries if (data_dir / entry.name).exists()]
         if taken and not force:

@@ -42,12 +42,22 @@ def check_model_name(spec: ModelSpec) -> None:
     except RuntimeError:  # timm: "Invalid pretrained tag (x) for arch"
         raise SolverError(f"model.name: timm has no tag '{tag}' for {arch}; tags with weights: {', '.join(with_weights) or 'none'}") from None
     if spec.pretrained and f"{arch}.{tag or default_tag}" not in with_weights:
-        others = with_weights or timm.list_pretrained(f"{arch.split('_')[0]}*")[:10]  # none for this arch: related ones
+        others = with_weights or _related_with_weights(arch)
         raise SolverError(
             f"model.pretrained: timm has no pretrained weights for '{spec.name}'; "
             f"{'its tags with weights' if with_weights else 'related models with weights'}: {', '.join(others) or 'none'} "
             "(or set model.pretrained: false to train it from scratch)"
         )
+
+
+def _related_with_weights(arch: str) -> list[str]:
+    """Models with weights whose names start like arch's (coatnet_0_224 -> coatnet_0*: coatnet_0_rw_224.sw_in1k)."""
+    parts = arch.split("_")
+    for n in range(len(parts), 0, -1):
+        found = timm.list_pretrained("_".join(parts[:n]) + "*")
+        if found:
+            return found[:10]
+    return []
 
 
 def _create_pretrained(name: str, kwargs: dict) -> torch.nn.Module:

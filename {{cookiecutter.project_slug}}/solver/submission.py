@@ -278,11 +278,43 @@ def kaggle_message(comp: Competition, source: str) -> str:
     return f"{source} CV {score['metric']} {score['cv']:.5f}" if score.get("cv") is not None else source
 
 
+KAGGLE_TOKEN_HOWTO = (
+    "create an API token (kaggle.com > Settings > API > Generate New Token), then export KAGGLE_API_TOKEN=<token> "
+    "or save it in ~/.kaggle/access_token (the legacy kaggle.json in ~/.kaggle or KAGGLE_CONFIG_DIR, "
+    "or KAGGLE_USERNAME and KAGGLE_KEY, work too)"
+)
+# What the kaggle CLI says when it has no credentials it accepts (1.7+: "You must authenticate ..."; older: no kaggle.json)
+KAGGLE_AUTH_FAILURES = ("You must authenticate", "Could not find kaggle.json", "Unauthorized")
+
+
 def kaggle_credentials_present() -> bool:
-    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
+    """Credentials of any kind the kaggle CLI reads: the API token (KAGGLE_API_TOKEN, ~/.kaggle/access_token), the
+    legacy key (KAGGLE_USERNAME and KAGGLE_KEY, kaggle.json in KAGGLE_CONFIG_DIR, ~/.kaggle or ~/.config/kaggle), or,
+    with KAGGLE_ENABLE_OAUTH, the CLI's own login (`kaggle auth login`), which only the CLI can check."""
+    env = os.environ
+    if env.get("KAGGLE_API_TOKEN") or env.get("KAGGLE_ENABLE_OAUTH", "").lower() in ("1", "true", "yes"):
         return True
-    folder = Path(os.environ.get("KAGGLE_CONFIG_DIR", Path.home() / ".kaggle"))
-    return (folder / "kaggle.json").is_file()
+    if env.get("KAGGLE_USERNAME") and env.get("KAGGLE_KEY"):
+        return True
+    home = Path.home() / ".kaggle"
+    if any((home / name).is_file() and (home / name).read_text().strip() for name in ("access_token", "access_token.txt")):
+        return True
+    xdg = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "kaggle"
+    folders = [Path(env["KAGGLE_CONFIG_DIR"])] if env.get("KAGGLE_CONFIG_DIR") else [home, xdg]
+    return any((folder / "kaggle.json").is_file() for folder in folders)
+
+
+def require_kaggle_credentials() -> None:
+    if not kaggle_credentials_present():
+        raise SolverError(f"no Kaggle credentials: {KAGGLE_TOKEN_HOWTO}")
+
+
+def kaggle_auth_failure(command: str, output: str) -> SolverError | None:
+    """The CLI's refusal of the credentials it found (an expired or revoked token, a wrong key) as one line; None otherwise."""
+    lines = [line.strip() for line in output.splitlines() if any(marker in line for marker in KAGGLE_AUTH_FAILURES)]
+    if not lines:
+        return None
+    return SolverError(f"{command}: the kaggle CLI did not accept the Kaggle credentials ({lines[0][:200]}); {KAGGLE_TOKEN_HOWTO}")
 
 
 def kaggle_submit(comp: Competition, path: Path, message: str) -> str:
@@ -294,13 +326,13 @@ def kaggle_submit(comp: Competition, path: Path, message: str) -> str:
     exe = shutil.which("kaggle")
     if exe is None:
         raise SolverError("the kaggle CLI is not installed: pip install kaggle (the submission file is written and recorded; submit it by hand)")
-    if not kaggle_credentials_present():
-        raise SolverError("no Kaggle credentials: put kaggle.json in ~/.kaggle (or KAGGLE_CONFIG_DIR), or set KAGGLE_USERNAME and KAGGLE_KEY")
+    require_kaggle_credentials()
     command = [exe, "competitions", "submit", "-c", comp.cfg.kaggle_slug, "-f", str(path), "-m", message]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     except subprocess.TimeoutExpired:
         raise SolverError("kaggle competitions submit did not answer within 10 minutes; check the network and submit again") from None
     if result.returncode != 0:
-        raise SolverError(f"kaggle competitions submit failed: {(result.stderr or result.stdout).strip()[-500:]}")
+        auth = kaggle_auth_failure(f"kaggle competitions submit -c {comp.cfg.kaggle_slug}", result.stdout + result.stderr)
+        raise auth or SolverError(f"kaggle competitions submit failed: {(result.stderr or result.stdout).strip()[-500:]}")
     return result.stdout.strip()

@@ -2,7 +2,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,8 +9,9 @@ import pytest
 
 from solver.competition import Competition
 from solver.errors import SolverError
-from solver.submission import build_submission, make_submission, validate_submission
+from solver.submission import build_submission, kaggle_submit, make_submission, validate_submission
 from tests.synthetic import make_competition
+from tests.test_download import CREDENTIALS, fake_kaggle, give_credentials, no_credentials
 
 
 def fake_test_predictions(comp: Competition, source_dir, seed=0) -> pd.DataFrame:
@@ -163,18 +163,6 @@ def test_custom_submission_function(tmp_path):
     assert sub["label"].tolist() == [comp.classes[k] for k in worst]
 
 
-def _fake_kaggle(tmp_path, monkeypatch) -> Path:
-    """A kaggle executable on PATH that records its arguments, and credentials in the environment."""
-    bin_dir = tmp_path / "fakebin"
-    bin_dir.mkdir()
-    calls = tmp_path / "kaggle_calls.txt"
-    script = bin_dir / "kaggle"
-    script.write_text(f'#!/bin/sh\necho "$@" >> {calls}\necho "Successfully submitted"\n')
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    return calls
-
-
 def test_submit_records_a_ledger_row_and_kaggle_gets_the_cv(repo, tmp_path, monkeypatch):
     make_competition(tmp_path, kaggle_slug="synth-comp")
     comp = Competition.load(tmp_path, "synth")
@@ -193,7 +181,7 @@ def test_submit_records_a_ledger_row_and_kaggle_gets_the_cv(repo, tmp_path, monk
     assert ledger[["source", "cv", "kaggle"]].values.tolist() == [["e", 0.91234, False]]
     no_cli = run("--kaggle")
     assert no_cli.returncode == 2 and "kaggle CLI is not installed" in no_cli.stderr
-    calls = _fake_kaggle(tmp_path, monkeypatch)
+    calls = fake_kaggle(tmp_path, monkeypatch)
     no_credentials = subprocess.run(
         [sys.executable, str(repo / "bin/submit.py"), "--root", str(tmp_path), "--comp", "synth", "--source", "e", "--kaggle"],
         capture_output=True,
@@ -211,6 +199,28 @@ def test_submit_records_a_ledger_row_and_kaggle_gets_the_cv(repo, tmp_path, monk
     assert ok.returncode == 0, ok.stderr
     assert "competitions submit -c synth-comp -f" in calls.read_text() and "-m e CV accuracy 0.91234" in calls.read_text()
     assert pd.read_csv(tmp_path / "runs/synth/submissions.csv")["kaggle"].tolist() == [False, False, False, True]
+
+
+@pytest.mark.parametrize("kind", CREDENTIALS)
+def test_every_kind_of_kaggle_credentials_submits(tmp_path, monkeypatch, kind):
+    make_competition(tmp_path, kaggle_slug="synth-comp")
+    calls = fake_kaggle(tmp_path, monkeypatch)
+    no_credentials(tmp_path, monkeypatch)
+    give_credentials(kind, tmp_path, monkeypatch)
+    assert kaggle_submit(Competition.load(tmp_path, "synth"), tmp_path / "sub.csv", "exp001") == "Successfully submitted"
+    assert calls.read_text().startswith("competitions submit -c synth-comp -f")
+
+
+def test_credentials_the_cli_refuses_at_submit_are_one_line(tmp_path, monkeypatch):
+    make_competition(tmp_path, kaggle_slug="synth-comp")
+    fake_kaggle(tmp_path, monkeypatch)
+    no_credentials(tmp_path, monkeypatch)
+    monkeypatch.setenv("KAGGLE_API_TOKEN", "expired")
+    with pytest.raises(SolverError) as err:
+        kaggle_submit(Competition.load(tmp_path, "synth"), tmp_path / "sub.csv", "exp001")
+    message = str(err.value)
+    assert message.startswith("kaggle competitions submit -c synth-comp: the kaggle CLI did not accept the Kaggle credentials (You must authenticate")
+    assert "\n" not in message and "~/.kaggle/access_token" in message
 
 
 def test_unknown_source_lists_the_sources(repo, tmp_path):
