@@ -44,7 +44,7 @@ from solver.data import (
 )
 from solver.errors import SolverError
 from solver.folds import load_folds
-from solver.models import create_model
+from solver.models import architecture_only, check_model_name, create_model
 from solver.plots import plot_plan, write_run_plots
 from solver.provenance import git_sha
 from solver.submission import check_submission_format
@@ -109,8 +109,13 @@ class Experiment:
         }
 
 
-def load_experiment(root: Path, comp_name: str, exp_name: str, overrides=(), load_pixels: bool = True, run_name: str | None = None) -> Experiment:
-    """run_name: the folder under runs/<comp>/ (default: the experiment's name), e.g. for a sweep with overrides."""
+def load_experiment(
+    root: Path, comp_name: str, exp_name: str, overrides=(), load_pixels: bool = True, run_name: str | None = None, training: bool = False
+) -> Experiment:
+    """run_name: the folder under runs/<comp>/ (default: the experiment's name), e.g. for a sweep with overrides.
+
+    training: the starting weights (pretrained or model.weights) are loaded once here, so a missing cache or file
+    fails before any fold folder is written; the later stages load fold checkpoints and never need them."""
     comp = Competition.load(root, comp_name)
     cfg = load_experiment_config(comp.experiment_path(exp_name), overrides)
     check_before_training(comp)  # every CSV, id and image header at once, and a writable runs/: stop before any epoch
@@ -134,7 +139,9 @@ def load_experiment(root: Path, comp_name: str, exp_name: str, overrides=(), loa
         in_chans = channels.pop()
     else:
         in_chans = read_sample(train_paths[0]).shape[2]
-    model_cfg = create_model(cfg.model, comp.num_classes, in_chans, root).pretrained_cfg  # also checks the model name and weights
+    check_model_name(cfg.model)  # the name, its tag, and that timm has weights for it when pretrained
+    model_spec = cfg.model if training else architecture_only(cfg.model)
+    model_cfg = create_model(model_spec, comp.num_classes, in_chans, root).pretrained_cfg  # (the pretrained mean/std)
     mean, std = normalization(cfg, in_chans, model_cfg.get("mean", (0.5,)), model_cfg.get("std", (0.25,)))
     build_transform(cfg, mean, std, train=True)  # an unknown augmentation fails before training
     check_augmentations(cfg.augment.train, "augment.train", in_chans, cfg.data.image_size)  # so does one that cannot take N channels
@@ -224,8 +231,11 @@ def _predict_fold(exp: Experiment, k: int, device: torch.device, out_dir: Path) 
     write_csv(_prediction_frame(exp.test_df[id_col], test, exp.comp.classes, id_col), out_dir / "test.csv")
 
 
-def _new_model(exp: Experiment) -> torch.nn.Module:
-    return create_model(exp.cfg.model, exp.comp.num_classes, exp.in_chans, exp.comp.root)
+def _new_model(exp: Experiment, starting_weights: bool = True) -> torch.nn.Module:
+    """The experiment's model, with its starting weights (pretrained or model.weights), or only the architecture
+    when a checkpoint will overwrite every weight (no cache, no file, no download needed to predict)."""
+    spec = exp.cfg.model if starting_weights else architecture_only(exp.cfg.model)
+    return create_model(spec, exp.comp.num_classes, exp.in_chans, exp.comp.root)
 
 
 # Settings that change where or how fast a fold trains, or only how it predicts, not what it learns.
@@ -420,7 +430,7 @@ def train_experiment(
     A finished experiment is left as it is. A fold of another config, or a killed run of one, is refused unless fresh;
     with fresh, the experiment's results (and its TTA and kNN sources) stay until the new folds are joined.
     """
-    exp = load_experiment(root, comp_name, exp_name, overrides, run_name=run_name)
+    exp = load_experiment(root, comp_name, exp_name, overrides, run_name=run_name, training=True)
     folds = folds if folds is not None else exp.cfg.train.folds
     folds = list(range(exp.n_folds)) if folds is None else folds
     unknown = [k for k in folds if k not in range(exp.n_folds)]
@@ -535,7 +545,7 @@ def _finished_folds(exp: Experiment) -> list[int]:
 def _load_best(exp: Experiment, folder: Path, device: torch.device) -> tuple[torch.nn.Module, int]:
     """The best model in a fold's folder and the image size it was trained at."""
     state = torch.load(folder / "best.pt", map_location="cpu", weights_only=True)
-    model = _new_model(exp)
+    model = _new_model(exp, starting_weights=False)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), state["meta"].get("image_size", exp.cfg.data.image_size)
 

@@ -31,6 +31,11 @@ def create_model(spec: ModelSpec, num_classes: int, in_chans: int, root: Path = 
     return model
 
 
+def architecture_only(spec: ModelSpec) -> ModelSpec:
+    """The same model without its starting weights: for loading a checkpoint that holds every weight."""
+    return spec.model_copy(update={"pretrained": False, "weights": None})
+
+
 def check_model_name(spec: ModelSpec) -> None:
     """A timm architecture, a tag timm knows for it, and weights for that tag when model.pretrained is set."""
     if not timm.is_model(spec.name):

@@ -37,7 +37,7 @@ from solver.competition import Competition, read_csv
 from solver.config import ExperimentConfig, load_experiment_config, validate
 from solver.data import ImageDataset, build_transform, check_images_exist
 from solver.errors import SolverError
-from solver.models import create_model
+from solver.models import architecture_only, create_model
 from solver.provenance import git_sha
 from solver.submission import build_submission, validate_submission
 from solver.trainer import default_num_workers, make_loader, predict, resolve_device
@@ -287,7 +287,7 @@ def predict_package(
     torch_device = resolve_device(device)
     if cfg.data.num_workers == "auto":
         cfg.data.num_workers = default_num_workers(torch_device)  # this machine's cores, not the training machine's
-    spec = cfg.model.model_copy(update={"weights": None, "pretrained": False})  # the checkpoints hold every weight: no download
+    spec = architecture_only(cfg.model)  # the checkpoints hold every weight: no download
     if verbose:
         print(f"solver: {solver.__file__}")
         print(

@@ -21,7 +21,7 @@ from timm.models import adapt_input_conv
 from solver.competition import Competition
 from solver.config import ModelSpec, load_experiment_config
 from solver.errors import SolverError
-from solver.experiment import load_experiment, train_experiment
+from solver.experiment import embeddings, load_experiment, predict_experiment, train_experiment
 from solver.models import create_model
 from solver.package import build_package, predict_package
 from solver.submission import make_submission
@@ -131,7 +131,9 @@ def test_train_without_cached_weights_is_an_error_line(tmp_path, hf_home, repo):
     command = [sys.executable, str(repo / "bin/train.py"), "--root", str(tmp_path), "--comp", "synth", "--exp", "tiny"]
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.startswith(f"error: model.pretrained: the pretrained weights of {MODEL} are not in the Hugging Face cache {hf_home / 'hub'}")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]  # (progress bars come before it)
+    assert len(errors) == 1
+    assert errors[0].startswith(f"error: model.pretrained: the pretrained weights of {MODEL} are not in the Hugging Face cache {hf_home / 'hub'}")
     assert not (tmp_path / "runs/synth/tiny").exists()
 
 
@@ -160,3 +162,16 @@ def test_a_package_of_a_pretrained_model_predicts_without_the_cache(tmp_path, hf
     out = predict_package(package, tmp_path / "data/synth", tmp_path / "sub.csv", "cpu")
     expected = pd.read_csv(make_submission(comp, tmp_path / "runs/synth/tiny", tmp_path / "expected.csv"), dtype=str)
     pd.testing.assert_frame_equal(pd.read_csv(out, dtype=str), expected)
+
+
+def test_later_stages_of_a_pretrained_experiment_need_no_cache(tmp_path, hf_home):
+    """predict, TTA and embeddings load the fold checkpoints, which hold every weight: the cache may be gone."""
+    cache_weights(hf_home)
+    make_competition(tmp_path, experiment=pretrained_experiment())
+    trained = train_experiment(tmp_path, "synth", "tiny", overrides=["train.epochs=1"])
+    shutil.rmtree(hf_home)
+    again = predict_experiment(tmp_path, "synth", "tiny", overrides=["train.epochs=1"])
+    assert again["cv"] == trained["cv"]
+    assert predict_experiment(tmp_path, "synth", "tiny", overrides=["train.epochs=1"], tta=2) is not None
+    train_embeddings, _ = embeddings(load_experiment(tmp_path, "synth", "tiny", overrides=["train.epochs=1"]))
+    assert len(train_embeddings) == Competition.load(tmp_path, "synth").cfg.n_folds
