@@ -247,6 +247,9 @@ class TrainSpec(_Strict):
     device: str = "auto"  # auto, cpu, cuda, cuda:1, mps
     deterministic: bool = True  # same seed, same weights (bitwise on the CPU)
     folds: list[int] | None = None  # which folds to train; None trains all
+    # best: the epoch, EMA or raw weights and early stopping chosen on the validation fold (its OOF is slightly optimistic);
+    # last: the last epoch's weights (EMA when ema_decay is set), no early stopping, no plateau: an unbiased OOF for level 2
+    select: Literal["best", "last"] = "best"
 
     @model_validator(mode="after")
     def _check_stages(self) -> TrainSpec:
@@ -255,6 +258,11 @@ class TrainSpec(_Strict):
             if "epochs" in self.model_fields_set and total != self.epochs:
                 raise ValueError(f"stages add up to {total} epochs but train.epochs is {self.epochs}; make them equal or drop train.epochs")
             self.epochs = total
+        if self.select == "last" and any((stage.schedule or self.schedule).name == "plateau" for stage in self.stages or [self]):
+            raise ValueError(
+                "train.select: last keeps the validation fold out of every training decision, but schedule 'plateau' (the default) "
+                "lowers the lr on its score; set train.schedule.name to cosine, step, onecycle, cyclic or constant"
+            )
         return self
 
     def resolved_stages(self, image_size: int) -> list[StageSpec]:

@@ -1,7 +1,7 @@
 """The training loop of one fold, readable in one sitting.
 
 fit() walks the curriculum epoch by epoch (image size, augmentation probability, MixUp, LR schedule),
-evaluates the model (and its EMA) on the fold's validation part, keeps best.pt by the competition metric
+evaluates the model (and its EMA) on the fold's validation part, keeps best.pt by the competition metric (train.select: last keeps the last epoch)
 and last.pt with everything needed to resume, and logs metrics.csv, TensorBoard and a PNG of the curves.
 
 Resume is exact: every random stream (weights init aside) is re-derived from (seed, epoch) at the start of
@@ -267,9 +267,15 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         for i, (x, y) in enumerate(progress):
             x, y = _to_device(x, self.device, spec.channels_last), y.to(self.device, non_blocking=True)
-            if mixup is not None:
+            if mixup is not None and len(x) > 1:
+                if len(x) % 2:
+                    # A fold smaller than a batch is one batch, of any size (make_loader keeps it); MixUp pairs each row
+                    # with the batch reversed and timm asserts an even batch: the odd row out sits this batch out.
+                    x, y = x[:-1], y[:-1]
                 x, y = mixup(x, y)
             steps = (i + 1) % accumulate == 0 or i + 1 == batches
+            # The last group of an epoch may hold fewer batches: its gradient is the mean over the batches it has.
+            group = min(accumulate, batches - i // accumulate * accumulate)
             # Between optimizer steps DDP need not average gradients: they only accumulate locally.
             sync = self.ddp.no_sync() if self.ddp is not None and not steps else nullcontext()
             with sync:
@@ -277,7 +283,7 @@ class Trainer:
                     loss = self.loss_fn(self.forward(x).float(), y)
                 if not torch.isfinite(loss):
                     raise SolverError(f"{desc}: the training loss became {loss.item()}; lower train.lr, set train.clip_grad_norm, or check the data")
-                self.scaler.scale(loss / accumulate).backward()
+                self.scaler.scale(loss / group).backward()
             if steps:
                 if spec.clip_grad_norm:
                     self.scaler.unscale_(self.optimizer)
@@ -360,9 +366,11 @@ def fit(
             score, valid_loss = trainer.evaluate(valid_loader, y_valid)
             ema_score = trainer.evaluate(valid_loader, y_valid, trainer.ema.module)[0] if trainer.ema else math.nan
             trainer.schedule.after_epoch(score, valid_loss)
-            use_ema = trainer.ema is not None and metric.better(ema_score, score)
+            # select: last decides nothing on the validation fold: EMA when configured, and every epoch replaces best.pt.
+            select_last = spec.select == "last"
+            use_ema = trainer.ema is not None and (select_last or metric.better(ema_score, score))
             epoch_best = ema_score if use_ema else score
-            improved = metric.better(epoch_best, trainer.best)
+            improved = select_last or metric.better(epoch_best, trainer.best)
             meta = {**checkpoint_meta, "image_size": ep.image_size, "weights": "ema" if use_ema else "model"}
             if improved:
                 trainer.best, trainer.best_epoch, trainer.stale = epoch_best, ep.epoch, 0
@@ -395,7 +403,7 @@ def fit(
                 trainer.skip_to_stage = trainer.epochs[-1].stage  # every remaining stage is skipped: the run ends
                 if main:
                     tqdm.write(f"{desc}: time budget of {spec.time_budget_minutes} minutes spent after epoch {ep.epoch}")
-            elif spec.early_stopping_patience and trainer.stale >= spec.early_stopping_patience and not stage_ends:
+            elif not select_last and spec.early_stopping_patience and trainer.stale >= spec.early_stopping_patience and not stage_ends:
                 trainer.skip_to_stage = ep.stage
                 if main:
                     tqdm.write(f"{desc}: early stop of stage {ep.stage}, {metric.name} did not improve for {trainer.stale} epochs")
