@@ -114,8 +114,7 @@ class ImageDataset(Dataset):
         return image
 
     def __getitem__(self, i: int):
-        sample_seed = int(np.random.SeedSequence([self.seed, i]).generate_state(1)[0])
-        x = seed_transform(self.transform, sample_seed)(image=self.image(i))["image"]
+        x = seed_transform(self.transform, (self.seed << 32) + i)(image=self.image(i))["image"]  # one seed per (seed, i)
         if self.targets is None:
             return x, torch.tensor(-1)
         return x, torch.as_tensor(self.targets[i])
