@@ -164,6 +164,8 @@ class ImageDataset(Dataset):
     """Images from paths (or pre-decoded arrays), their targets, and an albumentations transform.
 
     Each item of paths is one image file or, for a multi-file competition, the list of its channel files.
+    Sample i's augmentations draw from their own random stream, seeded by (seed, i): the same images whatever
+    the number of DataLoader workers or their order (training sets seed per epoch).
     """
 
     def __init__(
@@ -173,12 +175,14 @@ class ImageDataset(Dataset):
         transform: A.Compose,
         images: list[np.ndarray] | None = None,
         channels: int | None = None,
+        seed: int = 0,
     ):
         self.paths = list(paths)
         self.targets = targets
         self.transform = transform
         self.images = images
         self.channels = channels  # every image must have this many (the model's in_chans)
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -193,7 +197,7 @@ class ImageDataset(Dataset):
         return image
 
     def __getitem__(self, i: int):
-        x = self.transform(image=self.image(i))["image"]
+        x = seed_transform(self.transform, (self.seed << 32) + i)(image=self.image(i))["image"]  # one seed per (seed, i)
         if self.targets is None:
             return x, torch.tensor(-1)
         return x, torch.as_tensor(self.targets[i])

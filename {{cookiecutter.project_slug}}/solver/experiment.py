@@ -48,7 +48,7 @@ from solver.models import architecture_only, check_model_name, create_model
 from solver.plots import plot_plan, write_run_plots
 from solver.provenance import git_sha
 from solver.submission import check_submission_format
-from solver.trainer import Trainer, default_num_workers, fit, predict_all, resolve_device, seed_everything, shard_loader
+from solver.trainer import Trainer, default_num_workers, fit, inference_settings, predict_all, resolve_device, seed_everything, shard_loader
 from solver.tta import ViewsDataset, embed, predict_tta
 
 
@@ -223,8 +223,9 @@ def _predict_fold(exp: Experiment, k: int, device: torch.device, out_dir: Path) 
     id_col, task = exp.comp.cfg.id_column, exp.comp.cfg.task
     # Under torchrun each rank predicts its shard and the rows come back in dataset order.
     batch, workers = cfg.data.batch_size * 2, cfg.data.num_workers
-    oof, _ = predict_all(model, shard_loader(valid_ds, batch, workers, device), len(valid_ds), device, task, desc=f"fold {k} oof")
-    test, _ = predict_all(model, shard_loader(test_ds, batch, workers, device), len(test_ds), device, task, desc=f"fold {k} test")
+    settings = inference_settings(cfg.train, device)  # autocast dtype and channels_last as in training
+    oof, _ = predict_all(model, shard_loader(valid_ds, batch, workers, device), len(valid_ds), device, task, None, f"fold {k} oof", *settings)
+    test, _ = predict_all(model, shard_loader(test_ds, batch, workers, device), len(test_ds), device, task, None, f"fold {k} test", *settings)
     if not distributed.is_main():
         return
     write_csv(_prediction_frame(exp.train_df[id_col][valid_mask], oof, exp.comp.classes, id_col, fold=k), out_dir / "oof.csv")
@@ -547,7 +548,10 @@ def _load_best(exp: Experiment, folder: Path, device: torch.device) -> tuple[tor
     state = torch.load(folder / "best.pt", map_location="cpu", weights_only=True)
     model = _new_model(exp, starting_weights=False)
     model.load_state_dict(state["model"])
-    return model.to(device).eval(), state["meta"].get("image_size", exp.cfg.data.image_size)
+    model = model.to(device)
+    if exp.cfg.train.channels_last:  # the weights in the memory format the inputs get (inference_settings)
+        model = model.to(memory_format=torch.channels_last)
+    return model.eval(), state["meta"].get("image_size", exp.cfg.data.image_size)
 
 
 def predict_experiment(root: Path, comp_name: str, exp_name: str, overrides=(), run_name: str | None = None, tta: int | None = None) -> dict | None:
@@ -574,13 +578,13 @@ def _predict_fold_tta(exp: Experiment, k: int, n_views: int, device: torch.devic
     augmented = build_transform(cfg, exp.mean, exp.std, train=True, image_size=image_size, augment=spec.augment)
     per_batch = max(1, cfg.data.batch_size * 2 // n_views)
     id_col, task = exp.comp.cfg.id_column, exp.comp.cfg.task
-    predictions = {}
+    predictions, settings = {}, inference_settings(cfg.train, device)
     for split, dataset in (("oof", valid_ds), ("test", test_ds)):
         # Test rows get seeds offset past the training rows: no two samples share a view stream.
         offset = 0 if split == "oof" else len(exp.train_df)
         views = ViewsDataset(dataset, plain, augmented, n_views, spec.seed + offset, spec.include_plain)
         desc = f"fold {k} {split} TTA-{n_views}"
-        predictions[split] = predict_tta(model, views, task, spec.combine, per_batch, device, cfg.data.num_workers, desc=desc)
+        predictions[split] = predict_tta(model, views, task, spec.combine, per_batch, device, cfg.data.num_workers, desc, *settings)
     oof = _prediction_frame(exp.train_df[id_col][valid_mask], predictions["oof"], exp.comp.classes, id_col, fold=k)
     write_csv(oof, exp.fold_dir(k) / f"oof_tta{n_views}.csv")
     write_csv(_prediction_frame(exp.test_df[id_col], predictions["test"], exp.comp.classes, id_col), exp.fold_dir(k) / f"test_tta{n_views}.csv")
@@ -608,11 +612,11 @@ def embeddings(exp: Experiment, device: torch.device | None = None) -> tuple[lis
             transform = _eval_transform(exp)(image_size)
             every_train_row = ImageDataset(exp.train_paths, None, transform, exp.train_images, exp.in_chans)
             test_ds = ImageDataset(exp.test_paths, None, transform, exp.test_images, exp.in_chans)
-            batch = exp.cfg.data.batch_size * 2
+            batch, workers, settings = exp.cfg.data.batch_size * 2, exp.cfg.data.num_workers, inference_settings(exp.cfg.train, device)
             arrays = {
                 "ids_key": np.array(ids_key),
-                "train": embed(model, every_train_row, batch, device, exp.cfg.data.num_workers, desc=f"fold {k} embed train"),
-                "test": embed(model, test_ds, batch, device, exp.cfg.data.num_workers, desc=f"fold {k} embed test"),
+                "train": embed(model, every_train_row, batch, device, workers, f"fold {k} embed train", *settings),
+                "test": embed(model, test_ds, batch, device, workers, f"fold {k} embed test", *settings),
             }
             atomic_write(path, lambda tmp, arrays=arrays: np.savez(open(tmp, "wb"), **arrays))
         with np.load(path) as saved:

@@ -30,7 +30,7 @@ import torch
 from timm.data import Mixup
 from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
@@ -38,7 +38,6 @@ from solver import distributed
 from solver.atomic import save_torch, write_csv
 from solver.config import ExperimentConfig
 from solver.curriculum import EpochPlan, make_schedule, plan_stages, steps_per_epoch
-from solver.data import seed_transform
 from solver.errors import SolverError
 from solver.metrics import Metric
 from solver.optim import create_optimizer
@@ -79,10 +78,10 @@ def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16
 
 
-def _seed_worker_augmentations(_worker_id: int) -> None:
-    # Each worker holds a copy of the albumentations Compose with the same internal RNG; give each its own
-    # stream, derived from torch's per-worker seed (itself derived from the loader's seeded generator).
-    seed_transform(get_worker_info().dataset.transform, torch.initial_seed() % 2**32)
+def inference_settings(spec, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype, channels_last) as training used them (train.amp, train.channels_last): prediction, TTA and
+    embeddings run the model as training validated it, at the same speed; on the CPU amp=auto is off."""
+    return amp_dtype(spec.amp, device), spec.channels_last
 
 
 def default_num_workers(device: torch.device) -> int:
@@ -105,7 +104,11 @@ def make_loader(
     sampler=None,
     persistent: bool = False,
 ) -> DataLoader:
-    """persistent: keep the worker processes for the next pass (a loader reused across epochs)."""
+    """persistent: keep the worker processes for the next pass (a loader reused across epochs).
+
+    The workers need no seeding: an ImageDataset seeds each sample's augmentations itself (by its seed and index),
+    so the batches are the same with any number of workers, under any wrapper (a rank's Subset).
+    """
     generator = torch.Generator().manual_seed(seed)
     n = len(sampler) if sampler is not None else len(dataset)
     return DataLoader(
@@ -116,7 +119,6 @@ def make_loader(
         drop_last=shuffle and n > batch_size,  # a batch of 1 breaks BatchNorm
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
-        worker_init_fn=_seed_worker_augmentations if num_workers > 0 else None,
         generator=generator,
         persistent_workers=persistent and num_workers > 0,
     )
@@ -131,6 +133,16 @@ def to_probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
     return logits.softmax(1) if task == "multiclass" else logits.sigmoid()
 
 
+def progress_bar(loader: DataLoader, desc: str) -> tqdm:
+    """A progress bar over one pass of the loader (rank 0 shows it).
+
+    tqdm.auto's bar calls iter() on what it is given as it is made: given the DataLoader, that starts a pass of its
+    own that is thrown away (its workers started, prefetching, the loader's generator drawn), and the batches then
+    depend on the worker count. Given the pass itself, it starts none.
+    """
+    return tqdm(iter(loader), total=len(loader), desc=desc, leave=False, mininterval=1, disable=not distributed.is_main())
+
+
 def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
     x = x.to(device, non_blocking=True)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
@@ -142,7 +154,7 @@ def predict(model, loader, device, task: str, loss_fn=None, desc: str = "predict
     model.eval()
     probs, total, count = [], 0.0, 0
     autocast = torch.autocast(device.type, dtype=amp) if amp else nullcontext()
-    for x, y in tqdm(loader, desc=desc, leave=False, mininterval=1, disable=not distributed.is_main()):
+    for x, y in progress_bar(loader, desc):
         with autocast:
             logits = model(_to_device(x, device, channels_last)).float()
         probs.append(to_probabilities(logits, task).cpu())
@@ -263,7 +275,7 @@ class Trainer:
         total, count = 0.0, 0
         accumulate = spec.accumulation_steps
         batches = len(loader)
-        progress = tqdm(loader, desc=desc, leave=False, mininterval=1, disable=not distributed.is_main())
+        progress = progress_bar(loader, desc)
         self.optimizer.zero_grad(set_to_none=True)
         for i, (x, y) in enumerate(progress):
             x, y = _to_device(x, self.device, spec.channels_last), y.to(self.device, non_blocking=True)
@@ -349,6 +361,7 @@ def fit(
             # epoch's augmentation plan and seed reach its workers (what makes resume exact).
             seed_everything(distributed.rank_seed(epoch_seed(seed, ep.epoch)), spec.deterministic)
             train_ds.transform = make_train_transform(ep.image_size, ep.aug_p, distributed.rank_seed(epoch_seed(seed, ep.epoch)))
+            train_ds.seed = epoch_seed(seed, ep.epoch)  # sample i's augmentations: from (epoch, i), on any rank and worker
             sampler = None
             if ranks.enabled:
                 sampler = DistributedSampler(train_ds, ranks.world_size, ranks.rank, shuffle=True, seed=epoch_seed(seed, ep.epoch))

@@ -10,15 +10,16 @@ Embeddings: the pre-logit features (timm's forward_head(pre_logits=True)) of the
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import albumentations as A
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from solver.data import ImageDataset, seed_transform
 from solver.errors import SolverError
-from solver.trainer import to_probabilities
+from solver.trainer import _to_device, progress_bar, to_probabilities
 
 COMBINE = ("probabilities", "logits", "geometric")
 
@@ -59,28 +60,54 @@ def combine_views(logits: torch.Tensor, task: str, how: str) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_tta(
-    model, views: ViewsDataset, task: str, how: str, images_per_batch: int, device: torch.device, num_workers: int = 0, desc: str = "tta"
+    model,
+    views: ViewsDataset,
+    task: str,
+    how: str,
+    images_per_batch: int,
+    device: torch.device,
+    num_workers: int = 0,
+    desc: str = "tta",
+    amp: torch.dtype | None = None,
+    channels_last: bool = False,
 ) -> np.ndarray:
-    """Probabilities of every sample, averaged over its views; B images x N views go through the model at once."""
+    """Probabilities of every sample, averaged over its views; B images x N views go through the model at once.
+
+    amp / channels_last: the autocast dtype and memory format training used (trainer.inference_settings)."""
     if views.n_views < 1:
         raise SolverError(f"tta: n_views must be at least 1, got {views.n_views}")
     model.eval()
     loader = DataLoader(views, batch_size=max(1, images_per_batch), shuffle=False, num_workers=num_workers, pin_memory=device.type == "cuda")
     out = []
-    for x, _ in tqdm(loader, desc=desc, leave=False, mininterval=1):
+    for x, _ in progress_bar(loader, desc):
         b, n = x.shape[:2]
-        logits = model(x.flatten(0, 1).to(device, non_blocking=True)).float().view(b, n, -1)
+        with _autocast(device, amp):
+            logits = model(_to_device(x.flatten(0, 1), device, channels_last)).float().view(b, n, -1)
         out.append(combine_views(logits, task, how).cpu())
     return torch.cat(out).numpy()
 
 
 @torch.no_grad()
-def embed(model, dataset: ImageDataset, batch_size: int, device: torch.device, num_workers: int = 0, desc: str = "embed") -> np.ndarray:
-    """(N, D) pre-logit features: what the classifier sees, for kNN search."""
+def embed(
+    model,
+    dataset: ImageDataset,
+    batch_size: int,
+    device: torch.device,
+    num_workers: int = 0,
+    desc: str = "embed",
+    amp: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> np.ndarray:
+    """(N, D) pre-logit features: what the classifier sees, for kNN search (amp / channels_last as in predict_tta)."""
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=device.type == "cuda")
     out = []
-    for x, _ in tqdm(loader, desc=desc, leave=False, mininterval=1):
-        features = model.forward_features(x.to(device, non_blocking=True))
-        out.append(model.forward_head(features, pre_logits=True).float().cpu())
+    for x, _ in progress_bar(loader, desc):
+        with _autocast(device, amp):
+            features = model.forward_features(_to_device(x, device, channels_last))
+            out.append(model.forward_head(features, pre_logits=True).float().cpu())
     return torch.cat(out).numpy()
+
+
+def _autocast(device: torch.device, amp: torch.dtype | None):
+    return torch.autocast(device.type, dtype=amp) if amp else nullcontext()

@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 import yaml
 
+from solver.experiment import train_experiment
 from tests.synthetic import make_competition
 
 RECIPE = {
@@ -79,3 +80,21 @@ def test_killed_run_resumes_to_identical_weights(repo, tmp_path):
     pd.testing.assert_frame_equal(m_a, m_b)
     config = yaml.safe_load((roots["killed"] / "runs/synth/tiny/fold0/config.yaml").read_text())
     assert config["config"]["train"]["ema_decay"] == 0.9
+
+
+def test_worker_count_does_not_change_the_weights(tmp_path):
+    """data.num_workers is a runtime key (a fold may resume or join under another count, `auto` differs between
+    machines): each sample's augmentations are seeded by (epoch, sample), so 0 or 2 workers train the same weights."""
+    augmented = {**RECIPE["train"], "stages": RECIPE["train"]["stages"][:1]}  # 2 epochs: ramped augmentations, MixUp
+    runs = {}
+    for workers in (0, 2):
+        root = tmp_path / f"workers{workers}"
+        make_competition(root, n_train=48, experiment={**RECIPE, "train": augmented})
+        train_experiment(root, "synth", "tiny", overrides=[f"data.num_workers={workers}"])
+        runs[workers] = root / "runs/synth/tiny/fold0"
+    a, b = (torch.load(run / "last.pt", map_location="cpu", weights_only=True) for run in runs.values())
+    for part in ("model", "ema"):
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), f"{part}.{key} differs between 0 and 2 workers"
+    m_a, m_b = (pd.read_csv(run / "metrics.csv").drop(columns="seconds") for run in runs.values())
+    pd.testing.assert_frame_equal(m_a, m_b)
