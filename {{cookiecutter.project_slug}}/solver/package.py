@@ -40,7 +40,7 @@ from solver.errors import SolverError
 from solver.models import architecture_only, create_model
 from solver.provenance import git_sha
 from solver.submission import build_submission, validate_submission
-from solver.trainer import default_num_workers, make_loader, predict, resolve_device
+from solver.trainer import default_num_workers, inference_settings, make_loader, predict, resolve_device
 from solver.tta import ViewsDataset, predict_tta
 
 MANIFEST = "package.json"
@@ -257,15 +257,17 @@ def _fold_probabilities(model, image_size: int, paths: list, cfg: ExperimentConf
     plain = build_transform(cfg, mean, std, train=False, image_size=image_size)
     dataset = ImageDataset(paths, None, plain, None, in_chans)
     views = manifest.get("tta_views")
+    amp, channels_last = inference_settings(cfg.train, device)  # the training's autocast and memory format, as `make predict`
     if not views:
         loader = make_loader(dataset, cfg.data.batch_size * 2, shuffle=False, num_workers=cfg.data.num_workers, seed=0, device=device)
-        return predict(model, loader, device, task, desc=desc)[0]
+        return predict(model, loader, device, task, desc=desc, amp=amp, channels_last=channels_last)[0]
     spec = cfg.tta
     augmented = build_transform(cfg, mean, std, train=True, image_size=image_size, augment=spec.augment)
     # Test rows' view seeds are offset past the training rows, as in `make predict TTA=N`.
     views_ds = ViewsDataset(dataset, plain, augmented, views, spec.seed + manifest["n_train"], spec.include_plain)
     per_batch = max(1, cfg.data.batch_size * 2 // views)
-    return predict_tta(model, views_ds, task, spec.combine, per_batch, device, cfg.data.num_workers, desc=f"{desc} TTA-{views}")
+    desc = f"{desc} TTA-{views}"
+    return predict_tta(model, views_ds, task, spec.combine, per_batch, device, cfg.data.num_workers, desc=desc, amp=amp, channels_last=channels_last)
 
 
 def predict_package(
@@ -299,6 +301,8 @@ def predict_package(
         model = create_model(spec, comp.num_classes, resolved["in_chans"], package_dir)
         model.load_state_dict(state["model"])
         model = model.to(torch_device).eval()
+        if cfg.train.channels_last:  # the weights in the memory format the inputs get (inference_settings)
+            model = model.to(memory_format=torch.channels_last)
         image_size = state["meta"].get("image_size", cfg.data.image_size)
         fold_probs.append(_fold_probabilities(model, image_size, paths, cfg, resolved, manifest, comp.cfg.task, torch_device, f"fold {k} test"))
     probs = pd.DataFrame(np.mean(fold_probs, axis=0), columns=comp.classes)

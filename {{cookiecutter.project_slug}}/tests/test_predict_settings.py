@@ -9,10 +9,12 @@ import pytest
 import timm
 import torch
 
-from solver import experiment
+from solver import experiment, package
+from solver.competition import Competition
 from solver.config import ExperimentConfig
 from solver.data import ImageDataset, build_transform
 from solver.experiment import embeddings, load_experiment, predict_experiment, train_experiment
+from solver.package import build_package, predict_package
 from solver.trainer import inference_settings
 from solver.tta import ViewsDataset, embed, predict_tta
 from tests.synthetic import make_competition
@@ -35,8 +37,8 @@ def test_prediction_tta_and_embeddings_use_the_training_amp_and_memory_format(tm
     seen: list[tuple[bool, torch.dtype]] = []  # per forward of the first conv: (input channels_last?, output dtype)
     new_model = experiment._new_model
 
-    def recorded_model(exp):
-        model = new_model(exp)
+    def recorded_model(exp, **kwargs):
+        model = new_model(exp, **kwargs)
         _first_conv(model).register_forward_hook(
             lambda _m, inp, out: seen.append((inp[0].is_contiguous(memory_format=torch.channels_last), out.dtype))
         )
@@ -49,6 +51,25 @@ def test_prediction_tta_and_embeddings_use_the_training_amp_and_memory_format(tm
         assert seen and set(seen) == {(True, torch.bfloat16)}, set(seen)
     seen.clear()
     embeddings(load_experiment(tmp_path, "synth", "tiny"), torch.device("cpu"))
+    assert seen and set(seen) == {(True, torch.bfloat16)}, set(seen)
+
+
+def test_a_package_predicts_with_the_training_amp_and_memory_format(tmp_path, monkeypatch):
+    make_competition(tmp_path, n_train=32, n_test=8, experiment=EXPERIMENT)
+    train_experiment(tmp_path, "synth", "tiny")
+    package_dir = build_package(Competition.load(tmp_path, "synth"), "tiny", tmp_path / "pkg")
+    seen: list[tuple[bool, torch.dtype]] = []
+    create = package.create_model
+
+    def recorded_model(*args, **kwargs):
+        model = create(*args, **kwargs)
+        _first_conv(model).register_forward_hook(
+            lambda _m, inp, out: seen.append((inp[0].is_contiguous(memory_format=torch.channels_last), out.dtype))
+        )
+        return model
+
+    monkeypatch.setattr(package, "create_model", recorded_model)
+    predict_package(package_dir, tmp_path / "data/synth", tmp_path / "sub.csv", "cpu")
     assert seen and set(seen) == {(True, torch.bfloat16)}, set(seen)
 
 
