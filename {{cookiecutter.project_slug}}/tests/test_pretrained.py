@@ -175,3 +175,29 @@ def test_later_stages_of_a_pretrained_experiment_need_no_cache(tmp_path, hf_home
     assert predict_experiment(tmp_path, "synth", "tiny", overrides=["train.epochs=1"], tta=2) is not None
     train_embeddings, _ = embeddings(load_experiment(tmp_path, "synth", "tiny", overrides=["train.epochs=1"]))
     assert len(train_embeddings) == Competition.load(tmp_path, "synth").cfg.n_folds
+
+
+def test_a_photo_competition_trains_offline_from_cached_weights_with_crops_in_a_curriculum(tmp_path, hf_home):
+    """Issue 11's day one, end to end and offline: a multilabel competition of 48 px photos, fine-tuned from cached
+    pretrained weights with RandomResizedCrop (its size left out) in a curriculum at two sizes, then TTA, a validated
+    submission, and a package that predicts with the cache gone."""
+    cache_weights(hf_home)
+    experiment = pretrained_experiment()
+    experiment["data"] = {"image_size": 32, "batch_size": 8, "num_workers": 0}
+    experiment["augment"] = {"train": [{"name": "RandomResizedCrop", "scale": [0.5, 1.0], "p": 1.0}, {"name": "HorizontalFlip", "p": 0.5}]}
+    experiment["train"] = {
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "early_stopping_patience": None,
+        "stages": [{"epochs": 1, "image_size": 24}, {"epochs": 1}, {"epochs": 1, "aug_p": 0.0}],
+    }
+    make_competition(tmp_path, task="multilabel", size=48, experiment=experiment)
+    score = train_experiment(tmp_path, "synth", "tiny")
+    assert score is not None and 0 <= score["cv"] <= 1
+    assert predict_experiment(tmp_path, "synth", "tiny", tta=2) is not None
+    comp = Competition.load(tmp_path, "synth")
+    submission = pd.read_csv(make_submission(comp, tmp_path / "runs/synth/tiny", tmp_path / "sub.csv"))
+    assert len(submission) == 16
+    package = build_package(comp, "tiny", tmp_path / "pkg")
+    shutil.rmtree(hf_home)
+    assert len(pd.read_csv(predict_package(package, tmp_path / "data/synth", tmp_path / "pkg_sub.csv", "cpu"))) == 16
