@@ -180,13 +180,14 @@ def _check_images(comp: Competition, report: Report, split: str, df: pd.DataFram
     if id_col not in df.columns:
         return {}
     samples = [(i, comp.image_files(split, v)) for i, v in df[id_col].dropna().items()]
-    missing = [(i, p) for i, files in samples for p in files if not p.is_file()]
+    found = [[p.is_file() for p in files] for _, files in samples]
+    missing = [(i, p) for (i, files), there in zip(samples, found) for p, ok in zip(files, there) if not ok]
     if missing:
         # the first one named as training names it (check_images_exist), then every row
         i, first = missing[0]
         message = f"{split} images missing: {csv_path}: {len(missing)} listed image(s) not found, e.g. {first} (id {df.at[i, id_col]!r})"
         report.add(csv_path, message, [(line_of(i), f"{p} not found") for i, p in missing])
-    present = [(i, files) for i, files in samples if all(p.is_file() for p in files)]
+    present = [sample for sample, there in zip(samples, found) if all(there)]
     channels: dict[int, list[Path]] = {}
     if not decode or not present:
         return channels
