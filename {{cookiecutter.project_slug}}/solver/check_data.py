@@ -12,7 +12,6 @@ instead of decoding its pixels: seconds for tens of thousands of images.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from solver.atomic import check_writable
 from solver.competition import CONFIG_NAME, Competition, read_csv
 from solver.data import read_sample, read_sample_header
 from solver.errors import SolverError
@@ -240,13 +240,3 @@ def check_before_training(comp: Competition) -> None:
     written, so a bad file stops the run at once with every problem listed instead of after a fold has trained."""
     check_data(comp, decode="header").raise_problems(comp)
     check_writable(comp.runs_dir)
-
-
-def check_writable(folder: Path) -> None:
-    """The folder exists or can be made, and a file can be written in it."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as err:
-        raise SolverError(f"cannot write to {folder} ({err.strerror}): make it writable, or point runs/ (a symlink) to a folder that is") from None

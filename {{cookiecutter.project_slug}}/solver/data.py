@@ -125,7 +125,7 @@ def read_header(path: Path) -> tuple[int, int, int]:
 
     The header settles it for 8-bit JPEG (grey or colour) and 8-bit grey / RGB / RGBA PNG files, the common case,
     and the file's last bytes show a truncation; any other file (palette, CMYK, TIFF, ...) is decoded in full,
-    which is exact. About 30 microseconds a file instead of a decode's milliseconds.
+    which is exact. About 0.1 ms of CPU a file (a 256x256 JPEG's decode takes several times that).
     """
     path = Path(path)
     try:

@@ -12,7 +12,7 @@ import pandas as pd
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, StratifiedKFold
 
-from solver.atomic import write_csv
+from solver.atomic import check_writable, write_csv
 from solver.competition import Competition, read_csv
 from solver.errors import SolverError
 
@@ -58,6 +58,7 @@ def load_folds(comp: Competition, create: bool = True) -> np.ndarray:
     if not path.is_file():
         if not create:
             raise SolverError(f"{path} not found; run `make folds COMP={comp.name}` first")
+        check_writable(path.parent)
         write_csv(make_folds(comp), path)
         print(f"folds: wrote {path} ({comp.cfg.n_folds} folds, seed {comp.cfg.fold_seed})")
     folds = read_csv(path, "folds file")
