@@ -87,7 +87,7 @@ def _fold_numbers(text: pd.Series, path, n_folds: int) -> pd.Series:
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         value = numbers.iloc[row]
-        why = "not a fold number" if pd.isna(value) or value != int(value) else f"outside 0..{n_folds - 1}"
+        why = "not a fold number" if pd.isna(value) or not float(value).is_integer() else f"outside 0..{n_folds - 1}"
         raise SolverError(
             f"{path}: line {row + 2}: {why}: {text.iloc[row]!r} ({int(bad.sum())} row(s) in all); folds are numbered "
             f"0..{n_folds - 1} (n_folds={n_folds}); fix the file or delete it to make it again"

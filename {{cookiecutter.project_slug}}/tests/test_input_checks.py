@@ -94,7 +94,9 @@ def test_multilabel_train_without_any_label_stops_before_training(tmp_path, caps
     assert_stops_before_training(train(tmp_path, capsys), tmp_path, "every row's 'Target' is empty")
 
 
-@pytest.mark.parametrize("folds, expected", [(["0", "x"], "not a fold number: 'x'"), (["0", "2"], "outside 0..1: '2'")])
+@pytest.mark.parametrize(
+    "folds, expected", [(["0", "x"], "not a fold number: 'x'"), (["0", "inf"], "not a fold number: 'inf'"), (["0", "2"], "outside 0..1: '2'")]
+)
 def test_a_bad_folds_file_stops_before_any_fold_trains(tmp_path, capsys, folds, expected):
     make_competition(tmp_path, n_train=12, n_test=4)
     ids = pd.read_csv(tmp_path / "data/synth/train.csv")["id"]
