@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
@@ -76,6 +76,8 @@ def _check_complete(path: Path, head: bytes, tail: bytes, content: Callable[[], 
     try:
         with Image.open(io.BytesIO(content())) as image:
             image.load()
+    except UnidentifiedImageError:  # not an image at all past its first bytes: no truncation, the decoder says so
+        raise SolverError(f"cannot read image {path}: not a readable image") from None
     except (OSError, SyntaxError, ValueError) as err:  # Pillow: "image file is truncated", "broken data stream" ...
         raise SolverError(f"cannot read image {path}: the file is truncated ({err}); download or copy it again") from None
 

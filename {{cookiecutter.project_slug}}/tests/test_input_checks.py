@@ -52,6 +52,10 @@ def _header_only_train(root: Path) -> None:
     (root / "data/synth/train.csv").write_text("id,label\n")
 
 
+def _unreadable_image(root: Path) -> None:
+    (root / "data/synth/test/s049.png").write_bytes(b"\x89PNG\r\n\x1a\n but no image after the signature")
+
+
 def _sixteen_bit_image(root: Path) -> None:
     cv2.imwrite(str(root / "data/synth/train/s007.png"), np.full((32, 32, 3), 1000, np.uint16))
 
@@ -74,6 +78,7 @@ def _truncated_jpeg(root: Path) -> None:
     "corrupt, expected",
     [
         (_header_only_train, ["train.csv: no rows (only a header)"]),
+        (_unreadable_image, ["test images that do not decode", "s049.png: not a readable image"]),
         (_sixteen_bit_image, ["s007.png has dtype uint16; only 8-bit images"]),
         (_one_channel_image, ["different channel counts: 1 with 1 channel(s), e.g. ", "s050.png"]),
         (_test_id_not_in_sample, ["test ids absent from sample_submission.csv", "test.csv line 2: 's048'"]),
