@@ -19,6 +19,8 @@ import pandas as pd
 import torch
 import yaml
 
+from solver.errors import SolverError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -39,6 +41,18 @@ def _temp_beside(path: Path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def check_writable(folder: Path) -> None:
+    """The folder exists or can be made, and a file can be written in it: a read-only runs/ fails at once, named,
+    not with a traceback when the first result is written."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise SolverError(f"cannot write to {folder} ({err.strerror}): make it writable, or point runs/ (a symlink) to a folder that is") from None
 
 
 def atomic_write(path: Path, write: Callable[[Path], Any]) -> Path:

@@ -12,7 +12,6 @@ instead of decoding its pixels: seconds for tens of thousands of images.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from solver.atomic import check_writable
 from solver.competition import CONFIG_NAME, Competition, read_csv
 from solver.data import read_sample, read_sample_header
 from solver.errors import SolverError
@@ -180,13 +180,14 @@ def _check_images(comp: Competition, report: Report, split: str, df: pd.DataFram
     if id_col not in df.columns:
         return {}
     samples = [(i, comp.image_files(split, v)) for i, v in df[id_col].dropna().items()]
-    missing = [(i, p) for i, files in samples for p in files if not p.is_file()]
+    found = [[p.is_file() for p in files] for _, files in samples]
+    missing = [(i, p) for (i, files), there in zip(samples, found) for p, ok in zip(files, there) if not ok]
     if missing:
         # the first one named as training names it (check_images_exist), then every row
         i, first = missing[0]
         message = f"{split} images missing: {csv_path}: {len(missing)} listed image(s) not found, e.g. {first} (id {df.at[i, id_col]!r})"
         report.add(csv_path, message, [(line_of(i), f"{p} not found") for i, p in missing])
-    present = [(i, files) for i, files in samples if all(p.is_file() for p in files)]
+    present = [sample for sample, there in zip(samples, found) if all(there)]
     channels: dict[int, list[Path]] = {}
     if not decode or not present:
         return channels
@@ -239,13 +240,3 @@ def check_before_training(comp: Competition) -> None:
     written, so a bad file stops the run at once with every problem listed instead of after a fold has trained."""
     check_data(comp, decode="header").raise_problems(comp)
     check_writable(comp.runs_dir)
-
-
-def check_writable(folder: Path) -> None:
-    """The folder exists or can be made, and a file can be written in it."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as err:
-        raise SolverError(f"cannot write to {folder} ({err.strerror}): make it writable, or point runs/ (a symlink) to a folder that is") from None

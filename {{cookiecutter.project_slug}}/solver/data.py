@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from pydantic import ValidationError
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
@@ -77,36 +77,74 @@ def _check_complete(path: Path, head: bytes, tail: bytes, content: Callable[[], 
     try:
         with Image.open(io.BytesIO(content())) as image:
             image.load()
+    except UnidentifiedImageError:  # not an image at all past its first bytes: no truncation, the decoder says so
+        raise SolverError(f"cannot read image {path}: not a readable image") from None
     except (OSError, SyntaxError, ValueError) as err:  # Pillow: "image file is truncated", "broken data stream" ...
         raise SolverError(f"cannot read image {path}: the file is truncated ({err}); download or copy it again") from None
 
 
-# Pillow modes whose channel count is what read_image returns for a JPEG or an 8-bit PNG.
-_HEADER_CHANNELS = {"L": 1, "RGB": 3, "RGBA": 4}
+def _jpeg_shape(head: bytes) -> tuple[int, int, int] | None:
+    """(height, width, channels) from an 8-bit JPEG's frame header (SOFn) with 1 or 3 components, else None."""
+    i = 2
+    while i + 10 <= len(head) and head[i] == 0xFF:
+        marker = head[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOF0..SOF15, not DHT / JPG / DAC
+            precision, components = head[i + 4], head[i + 9]
+            height, width = int.from_bytes(head[i + 5 : i + 7], "big"), int.from_bytes(head[i + 7 : i + 9], "big")
+            return (height, width, components) if precision == 8 and components in (1, 3) and height else None
+        if marker == 0xDA:  # the scan starts before any frame header
+            return None
+        i += 2 + int.from_bytes(head[i + 2 : i + 4], "big")
+    return None
+
+
+_PNG_CHANNELS = {0: 1, 2: 3, 6: 4}  # colour type -> channels, for 8-bit files without a tRNS chunk
+
+
+def _png_shape(head: bytes) -> tuple[int, int, int] | None:
+    """(height, width, channels) from an 8-bit grey / RGB / RGBA PNG's IHDR chunk, else None. A tRNS chunk (which
+    makes OpenCV add an alpha channel) is looked for up to the first image data."""
+    if len(head) < 33 or head[12:16] != b"IHDR" or head[24] != 8 or head[25] not in _PNG_CHANNELS:
+        return None
+    i = 8
+    while i + 8 <= len(head):
+        kind = head[i + 4 : i + 8]
+        if kind == b"IDAT":
+            return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big"), _PNG_CHANNELS[head[25]]
+        if kind == b"tRNS":
+            return None
+        i += 12 + int.from_bytes(head[i : i + 4], "big")
+    return None
+
+
+HEADER_BYTES = 1 << 16  # the headers of JPEG and PNG files (EXIF included) fit in the first 64 KiB
 
 
 def read_header(path: Path) -> tuple[int, int, int]:
     """(height, width, channels) of read_image(path) without decoding the pixels, with read_image's errors.
 
-    The header settles it for 8-bit JPEG and PNG files in L/RGB/RGBA mode (the common case) and the file's last
-    bytes show a truncation; any other file (palette, 16-bit, TIFF, ...) is decoded in full, which is exact.
+    The header settles it for 8-bit JPEG (grey or colour) and 8-bit grey / RGB / RGBA PNG files, the common case,
+    and the file's last bytes show a truncation; any other file (palette, CMYK, TIFF, ...) is decoded in full,
+    which is exact. About 0.1 ms of CPU a file (a 256x256 JPEG's decode takes several times that).
     """
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            head = f.read(32)
+            head = f.read(HEADER_BYTES)
             f.seek(max(0, f.seek(0, os.SEEK_END) - 16))
             tail = f.read()
-        with Image.open(path) as image:
-            mode, (width, height), kind, info = image.mode, image.size, image.format, image.info
-    except OSError:  # missing, or a format Pillow does not know: read_image says which, or reads it
+    except OSError:  # missing or not a file: read_image names it
         return read_image(path).shape
-    if kind == "PNG" and len(head) > 24 and head[24] == 16:  # IHDR bit depth; Pillow opens a 16-bit RGB PNG as 8-bit "RGB"
+    if head.startswith(_PNG_START) and len(head) > 24 and head[24] == 16:  # IHDR bit depth
         _check_dtype(path, np.uint16)
-    if kind not in ("JPEG", "PNG") or mode not in _HEADER_CHANNELS or "transparency" in info:
+    shape = _jpeg_shape(head) if head.startswith(_JPEG_START) else _png_shape(head) if head.startswith(_PNG_START) else None
+    if shape is None:
         return read_image(path).shape
     _check_complete(path, head, tail, path.read_bytes)
-    return height, width, _HEADER_CHANNELS[mode]
+    return shape
 
 
 def read_sample(paths: Path | Sequence[Path]) -> np.ndarray:

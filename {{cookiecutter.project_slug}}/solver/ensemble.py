@@ -15,34 +15,38 @@ from solver.errors import SolverError
 from solver.metrics import Metric
 
 
-def _stack(probs: Sequence[np.ndarray]) -> np.ndarray:
-    """(M, N, C) array of M experiments' predictions, after checking they line up."""
+def _stack(probs: Sequence[np.ndarray], names: Sequence[str] | None = None) -> np.ndarray:
+    """(M, N, C) array of M experiments' predictions, after checking they line up; names: the sources, for messages."""
     if len(probs) == 0:
         raise SolverError("nothing to ensemble: give at least one experiment's predictions")
     arrays = [np.asarray(p, dtype=np.float64) for p in probs]
+    label = [f"'{name}'" for name in names] if names is not None else [f"number {i}" for i in range(len(arrays))]
     for i, p in enumerate(arrays):
         if p.shape != arrays[0].shape:
             raise SolverError(
-                f"predictions {i} have shape {p.shape} but predictions 0 have {arrays[0].shape}; "
+                f"the predictions of {label[i]} have shape {p.shape} but those of {label[0]} have {arrays[0].shape}; "
                 "ensemble experiments predicted on the same rows with the same classes"
             )
         if not np.isfinite(p).all():
-            raise SolverError(f"predictions {i} contain NaN or infinite values; rerun that experiment's prediction")
+            raise SolverError(
+                f"the predictions of {label[i]} contain NaN or infinite values ({int((~np.isfinite(p)).sum())} of them); "
+                "rerun that source's stage (its prediction) before ensembling it"
+            )
     return np.stack(arrays)
 
 
-def mean_ensemble(probs: list[np.ndarray]) -> np.ndarray:
+def mean_ensemble(probs: list[np.ndarray], names: Sequence[str] | None = None) -> np.ndarray:
     """Plain average: the robust default, nothing fitted on OOF labels, nothing to overfit."""
-    return _stack(probs).mean(0)
+    return _stack(probs, names).mean(0)
 
 
-def rank_average(probs: list[np.ndarray]) -> np.ndarray:
+def rank_average(probs: list[np.ndarray], names: Sequence[str] | None = None) -> np.ndarray:
     """Per column, the mean of each experiment's ranks scaled to [0, 1].
 
     For ranking metrics (AUC) only: it ignores the experiments' calibration, so one model with sharp
     probabilities cannot dominate the blend. The result is a score, not a probability (rows need not sum to 1).
     """
-    stacked = _stack(probs)
+    stacked = _stack(probs, names)
     n = stacked.shape[1]
     if n == 1:
         return np.full(stacked.shape[1:], 0.5)
@@ -50,9 +54,9 @@ def rank_average(probs: list[np.ndarray]) -> np.ndarray:
     return ((ranks - 1) / (n - 1)).mean(0)
 
 
-def weighted_average(probs: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
+def weighted_average(probs: list[np.ndarray], weights: np.ndarray, names: Sequence[str] | None = None) -> np.ndarray:
     """Weighted mean of the experiments' predictions; weights are normalized to sum to 1."""
-    stacked = _stack(probs)
+    stacked = _stack(probs, names)
     w = np.asarray(weights, dtype=np.float64).ravel()
     if len(w) != len(stacked):
         raise SolverError(f"{len(w)} weights for {len(stacked)} experiments; give one weight per experiment")
@@ -110,7 +114,13 @@ def _sort_key(score: float, metric: Metric, index: int) -> tuple[int, float, int
 
 
 def caruana_oof_fold_safe(
-    oof_probs: list[np.ndarray], y: np.ndarray, folds: np.ndarray, metric: Metric, iterations: int = 50, init_best: int = 1
+    oof_probs: list[np.ndarray],
+    y: np.ndarray,
+    folds: np.ndarray,
+    metric: Metric,
+    iterations: int = 50,
+    init_best: int = 1,
+    names: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Caruana blend whose OOF does not use its own rows' labels: (oof (N, C), weights for the test set).
 
@@ -120,7 +130,7 @@ def caruana_oof_fold_safe(
     other folds only, the same protocol as the experiments themselves; the returned weights are fitted on all rows,
     for the test set, where no labels are involved.
     """
-    stacked = _stack(oof_probs)
+    stacked = _stack(oof_probs, names)
     folds = np.asarray(folds)
     if len(folds) != stacked.shape[1]:
         raise SolverError(f"folds has {len(folds)} rows but the OOF predictions have {stacked.shape[1]}; use the competition's folds file")

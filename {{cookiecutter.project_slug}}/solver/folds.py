@@ -12,7 +12,7 @@ import pandas as pd
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, StratifiedKFold
 
-from solver.atomic import write_csv
+from solver.atomic import check_writable, write_csv
 from solver.competition import Competition, read_csv
 from solver.errors import SolverError
 
@@ -58,6 +58,7 @@ def load_folds(comp: Competition, create: bool = True) -> np.ndarray:
     if not path.is_file():
         if not create:
             raise SolverError(f"{path} not found; run `make folds COMP={comp.name}` first")
+        check_writable(path.parent)
         write_csv(make_folds(comp), path)
         print(f"folds: wrote {path} ({comp.cfg.n_folds} folds, seed {comp.cfg.fold_seed})")
     folds = read_csv(path, "folds file")
@@ -86,7 +87,7 @@ def _fold_numbers(text: pd.Series, path, n_folds: int) -> pd.Series:
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         value = numbers.iloc[row]
-        why = "not a fold number" if pd.isna(value) or value != int(value) else f"outside 0..{n_folds - 1}"
+        why = "not a fold number" if pd.isna(value) or not float(value).is_integer() else f"outside 0..{n_folds - 1}"
         raise SolverError(
             f"{path}: line {row + 2}: {why}: {text.iloc[row]!r} ({int(bad.sum())} row(s) in all); folds are numbered "
             f"0..{n_folds - 1} (n_folds={n_folds}); fix the file or delete it to make it again"

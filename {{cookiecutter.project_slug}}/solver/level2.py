@@ -217,13 +217,14 @@ def ensemble_stage(root: Path, comp_name: str, name: str) -> dict:
     comp, cfg, (y, folds, train_ids, test_ids), sources = _level2_inputs(root, comp_name, "ensembles", name, EnsembleConfig)
     oofs, tests = [s.oof for s in sources], [s.test for s in sources]
     weights = None
+    oof_names, test_names = [f"{s}/oof.csv" for s in cfg.inputs], [f"{s}/test.csv" for s in cfg.inputs]
     if cfg.method == "mean":
-        oof, test = mean_ensemble(oofs), mean_ensemble(tests)
+        oof, test = mean_ensemble(oofs, oof_names), mean_ensemble(tests, test_names)
     elif cfg.method == "rank":
-        oof, test = rank_average(oofs), rank_average(tests)
+        oof, test = rank_average(oofs, oof_names), rank_average(tests, test_names)
     else:  # caruana: each fold's OOF blended with weights fitted on the other folds; test with weights from all rows
-        oof, weights = caruana_oof_fold_safe(oofs, y, folds, comp.metric, cfg.iterations)
-        test = weighted_average(tests, weights)
+        oof, weights = caruana_oof_fold_safe(oofs, y, folds, comp.metric, cfg.iterations, names=oof_names)
+        test = weighted_average(tests, weights, test_names)
     extra = {"model": f"{cfg.method}({', '.join(cfg.inputs)})", "inputs": cfg.inputs, "method": cfg.method}
     if weights is not None:
         extra["weights"] = dict(zip(cfg.inputs, map(float, weights)))

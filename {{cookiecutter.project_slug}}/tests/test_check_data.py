@@ -103,3 +103,26 @@ def test_probability_submission_needs_a_column_per_class(tmp_path):
     assert report.problems == [
         f"{tmp_path / 'data/synth/sample_submission.csv'}: no column for label(s) ['cat', 'dog', 'fox'] of the 'probabilities' submission format"
     ]
+
+
+def test_train_without_rows_or_without_any_label_is_reported(tmp_path):
+    make_competition(tmp_path, task="multilabel", multilabel_format="columns", n_train=8, n_test=2)
+    path = tmp_path / "data/synth/train.csv"
+    train = pd.read_csv(path)
+    train.assign(**{c: 0 for c in ["0", "1", "2", "3"]}).to_csv(path, index=False)
+    report = check_data(Competition.load(tmp_path, "synth"), decode=False)
+    assert report.problems == [f"{path}: no row has any label: every 0/1 column ('0', '1', '2', '3') is 0; nothing to learn"]
+    train.iloc[:0].to_csv(path, index=False)
+    report = check_data(Competition.load(tmp_path, "synth"), decode=False)
+    assert report.problems == [f"{path}: no rows (only a header): nothing to train on; is it the competition's train.csv?"]
+
+
+def test_check_data_reads_headers_on_request_and_finds_the_same_problems(tmp_path):
+    make_competition(tmp_path, n_train=12, n_test=4)
+    data = tmp_path / "data/synth"
+    (data / "train/s010.png").write_bytes(b"not a png")
+    cv2.imwrite(str(data / "train/s011.png"), np.zeros((32, 32), np.uint8))
+    cv2.imwrite(str(data / "test/s013.png"), np.zeros((32, 32, 3), np.uint16))
+    comp = Competition.load(tmp_path, "synth")
+    assert check_data(comp, decode="header").problems == check_data(comp, decode=True).problems
+    assert len(check_data(comp, decode=True).problems) == 3

@@ -40,3 +40,18 @@ def test_submit_without_predictions_is_one_line(repo, tmp_path):
     make_competition(tmp_path)
     result = run(repo, tmp_path, "submit.py", "--comp", "synth", "--source", "nothing")
     assert result.returncode == 2 and "Traceback" not in result.stderr and "source 'nothing'" in result.stderr and "does not exist" in result.stderr
+
+
+def test_submit_refuses_nan_predictions_in_one_line_and_records_nothing(repo, tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    make_competition(tmp_path, n_train=12, n_test=4)
+    source = tmp_path / "runs/synth/e"
+    source.mkdir(parents=True)
+    ids = pd.read_csv(tmp_path / "data/synth/test.csv")["id"]
+    pd.DataFrame({"id": ids, "cat": np.nan, "dog": 0.5, "fox": 0.5}).to_csv(source / "test.csv", index=False)
+    result = run(repo, tmp_path, "submit.py", "--comp", "synth", "--source", "e")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: {source / 'test.csv'}: 4 row(s) with NaN or infinite probabilities in column(s) ['cat'], ids 's012'")
+    assert not (source / "submission.csv").exists() and not (tmp_path / "runs/synth/submissions.csv").exists()

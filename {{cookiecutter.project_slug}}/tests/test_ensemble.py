@@ -91,3 +91,49 @@ def test_check_compatible():
         check_compatible(["exp1", "exp3"], [["cat", "dog"], ["cat", "dog", "eel"]], ["h", "h"])
     with pytest.raises(SolverError, match="'exp1' and 'exp2' were trained on different folds files"):
         check_compatible(["exp1", "exp2"], [["cat"], ["cat"]], ["h1", "h2"])
+
+
+@pytest.mark.parametrize("blend", ["mean", "rank", "weighted", "caruana"])
+def test_nan_predictions_name_their_source(blend):
+    y, (a, b) = models([1.0, 2.0])
+    b = b.copy()
+    b[[3, 7], 1] = np.nan
+    names = ["exp001", "exp002/tta8"]
+    run = {
+        "mean": lambda: mean_ensemble([a, b], names=names),
+        "rank": lambda: rank_average([a, b], names=names),
+        "weighted": lambda: weighted_average([a, b], np.array([1.0, 1.0]), names=names),
+        "caruana": lambda: caruana_oof_fold_safe([a, b], y, np.arange(N) % 2, get_metric("accuracy", "multiclass"), names=names),
+    }[blend]
+    with pytest.raises(SolverError, match=r"the predictions of 'exp002/tta8' contain NaN or infinite values \(2 of them\)"):
+        run()
+
+
+def test_the_ensemble_stage_names_the_file_with_nan(tmp_path):
+    import pandas as pd
+    import yaml
+
+    from solver.competition import Competition
+    from solver.experiment import folds_hash
+    from solver.folds import load_folds
+    from solver.level2 import ensemble_stage
+    from tests.synthetic import make_competition
+
+    make_competition(tmp_path, n_train=12, n_test=4)
+    comp = Competition.load(tmp_path, "synth")
+    folds, rng = load_folds(comp), np.random.default_rng(0)
+    for name in ("exp001", "exp002"):
+        folder = comp.runs_dir / name
+        folder.mkdir()
+        for split, ids in (("oof", comp.read_train()["id"]), ("test", comp.read_test()["id"])):
+            df = pd.DataFrame(rng.dirichlet(np.ones(3), len(ids)), columns=comp.classes)
+            df.insert(0, "id", ids.to_numpy())
+            if name == "exp002" and split == "test":
+                df.loc[2, "dog"] = np.nan
+            df.to_csv(folder / f"{split}.csv", index=False)
+        (folder / "config.yaml").write_text(yaml.safe_dump({"classes": comp.classes, "folds_hash": folds_hash(comp)}))
+    (tmp_path / "synth/ensembles").mkdir()
+    (tmp_path / "synth/ensembles/ens.yaml").write_text(yaml.safe_dump({"inputs": ["exp001", "exp002"]}))
+    assert len(folds) == 12
+    with pytest.raises(SolverError, match=r"the predictions of 'exp002/test\.csv' contain NaN or infinite values \(1 of them\)"):
+        ensemble_stage(tmp_path, "synth", "ens")

@@ -52,3 +52,12 @@ def test_folds_file_is_made_once_and_checked_against_train(tmp_path):
     train.to_csv(tmp_path / "data/synth/train.csv", index=False)
     with pytest.raises(SolverError, match="was made for a different train.csv"):
         load_folds(Competition.load(tmp_path, "synth"))
+
+
+def test_a_read_only_runs_folder_is_named_when_the_folds_are_made(tmp_path):
+    from tests.synthetic import make_competition
+
+    make_competition(tmp_path, n_train=12, n_test=4)
+    (tmp_path / "runs").symlink_to("/sys/kernel")  # cannot be written, not even by root
+    with pytest.raises(SolverError, match=rf"cannot write to {tmp_path / 'runs/synth'} \("):
+        load_folds(Competition.load(tmp_path, "synth"))

@@ -1,5 +1,6 @@
 """Bad input stops `make train` before the first epoch with one `error:` line: no traceback, nothing trained."""
 
+import re
 from pathlib import Path
 
 import cv2
@@ -51,6 +52,10 @@ def _header_only_train(root: Path) -> None:
     (root / "data/synth/train.csv").write_text("id,label\n")
 
 
+def _unreadable_image(root: Path) -> None:
+    (root / "data/synth/test/s049.png").write_bytes(b"\x89PNG\r\n\x1a\n but no image after the signature")
+
+
 def _sixteen_bit_image(root: Path) -> None:
     cv2.imwrite(str(root / "data/synth/train/s007.png"), np.full((32, 32, 3), 1000, np.uint16))
 
@@ -73,6 +78,7 @@ def _truncated_jpeg(root: Path) -> None:
     "corrupt, expected",
     [
         (_header_only_train, ["train.csv: no rows (only a header)"]),
+        (_unreadable_image, ["test images that do not decode", "s049.png: not a readable image"]),
         (_sixteen_bit_image, ["s007.png has dtype uint16; only 8-bit images"]),
         (_one_channel_image, ["different channel counts: 1 with 1 channel(s), e.g. ", "s050.png"]),
         (_test_id_not_in_sample, ["test ids absent from sample_submission.csv", "test.csv line 2: 's048'"]),
@@ -93,7 +99,9 @@ def test_multilabel_train_without_any_label_stops_before_training(tmp_path, caps
     assert_stops_before_training(train(tmp_path, capsys), tmp_path, "every row's 'Target' is empty")
 
 
-@pytest.mark.parametrize("folds, expected", [(["0", "x"], "not a fold number: 'x'"), (["0", "2"], "outside 0..1: '2'")])
+@pytest.mark.parametrize(
+    "folds, expected", [(["0", "x"], "not a fold number: 'x'"), (["0", "inf"], "not a fold number: 'inf'"), (["0", "2"], "outside 0..1: '2'")]
+)
 def test_a_bad_folds_file_stops_before_any_fold_trains(tmp_path, capsys, folds, expected):
     make_competition(tmp_path, n_train=12, n_test=4)
     ids = pd.read_csv(tmp_path / "data/synth/train.csv")["id"]
@@ -160,7 +168,9 @@ def test_bytes_after_the_end_marker_are_not_truncation(tmp_path):
         ("rgba.png", np.zeros((8, 6, 4), np.uint8)),
         ("gray.jpg", np.zeros((8, 6), np.uint8)),
         ("rgb.jpg", np.zeros((8, 6, 3), np.uint8)),
+        ("progressive.jpg", np.zeros((8, 6, 3), np.uint8)),
         ("rgb.bmp", np.zeros((8, 6, 3), np.uint8)),
+        ("gray16.png", np.zeros((8, 6), np.uint16)),
         ("palette.png", None),
     ],
 )
@@ -169,8 +179,14 @@ def test_the_header_says_what_decoding_gives(tmp_path, name, image):
     if image is None:
         Image.fromarray(np.zeros((8, 6), np.uint8)).convert("P").save(path)  # OpenCV expands a palette to 3 channels
     else:
-        cv2.imwrite(str(path), image)
-    assert read_header(path) == read_image(path).shape
+        cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1] if name.startswith("progressive") else [])
+    try:
+        expected = read_image(path).shape
+    except SolverError as err:  # the same error then
+        with pytest.raises(SolverError, match=re.escape(str(err))):
+            read_header(path)
+    else:
+        assert read_header(path) == expected
 
 
 def test_a_sixteen_bit_colour_png_is_refused_by_its_header(tmp_path):

@@ -107,7 +107,7 @@ def test_embeddings_per_fold_are_pre_logits_and_cached(tmp_path):
     again, _ = embeddings(exp)
     np.testing.assert_array_equal(again[0], train_emb[0])
     # A new test set (one row fewer): the cache was made for other ids and is recomputed.
-    test_csv = tmp_path / "data/synth/test.csv"
-    pd.read_csv(test_csv).iloc[:-1].to_csv(test_csv, index=False)
+    for name in ("test.csv", "sample_submission.csv"):  # (the two must list the same ids: checked before any stage)
+        pd.read_csv(tmp_path / "data/synth" / name).iloc[:-1].to_csv(tmp_path / "data/synth" / name, index=False)
     _, new_test = embeddings(load_experiment(tmp_path, "synth", "tiny"))
     assert new_test[0].shape[0] == len(exp.test_df) - 1
