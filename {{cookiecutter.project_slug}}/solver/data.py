@@ -235,7 +235,8 @@ class ImageDataset(Dataset):
         return image
 
     def __getitem__(self, i: int):
-        x = seed_transform(self.transform, (self.seed << 32) + i)(image=self.image(i))["image"]  # one seed per (seed, i)
+        image = self.image(i)  # a bad file fails before any random draw
+        x = seed_transform(self.transform, (self.seed << 32) + i)(image=image)["image"]  # one seed per (seed, i)
         if self.targets is None:
             return x, torch.tensor(-1)
         return x, torch.as_tensor(self.targets[i])
