@@ -13,7 +13,7 @@ from solver.errors import SolverError
 from solver.experiment import train_experiment
 from solver.leaderboard import write_leaderboard
 from solver.level2 import ensemble_stage
-from solver.pseudo import pseudo_experiment, select_rows
+from solver.pseudo import pseudo_experiment, pseudo_targets, select_rows
 from solver.submission import make_submission
 from tests.synthetic import TINY_EXPERIMENT, make_competition
 
@@ -103,6 +103,16 @@ def test_selection_by_threshold_or_top_fraction():
     assert select_rows(probs, "multiclass", None, None).tolist() == [0]  # default threshold 0.9
     labels = np.array([[0.99, 0.02], [0.99, 0.6]])
     assert select_rows(labels, "multilabel", 0.9, None).tolist() == [0]  # its least certain label decides
+
+
+def test_targets_hard_soft_and_weighted():
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    assert pseudo_targets(probs, "multiclass", "hard", 1.0, dense=False).tolist() == [0, 2]  # class indices, MixUp-able
+    np.testing.assert_allclose(pseudo_targets(probs, "multiclass", "hard", 0.5, dense=True), [[0.5, 0, 0], [0, 0, 0.5]])
+    np.testing.assert_allclose(pseudo_targets(probs, "multiclass", "soft", 2.0, dense=True), 2 * probs)
+    labels = np.array([[0.9, 0.2]])
+    assert pseudo_targets(labels, "multilabel", "hard", 1.0, dense=True).tolist() == [[1.0, 0.0]]
+    np.testing.assert_allclose(pseudo_targets(labels, "multilabel", "soft", 1.0, dense=True), labels)
 
 
 def test_soft_labels_with_a_weight_train_on_weighted_class_probabilities(tmp_path):
