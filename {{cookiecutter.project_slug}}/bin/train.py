@@ -9,6 +9,9 @@ python bin/train.py --comp digits --exp exp001_resnet10t [--fold 0,1] [train.lr=
 
 Several GPUs (DDP, data.batch_size per process; `make train GPUS=N` checks the launch first):
   torchrun --standalone --nproc-per-node=N bin/train.py --comp ... --exp ...
+A final model on every training row, for the median of the folds' best epochs, once the folds are trained
+(runs/<comp>/<exp>/full/: test predictions, no OOF, the experiment's CV as cv_from):
+  python bin/train.py --comp ... --exp ... --full
 Several folds at once, one job each (each takes a lock on its fold; the last one to finish joins the OOF):
   python bin/train.py --comp ... --exp ... --fold 0 &  python bin/train.py --comp ... --exp ... --fold 1
 """
@@ -19,15 +22,24 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository's solver, installed or not
 
 from solver.cli import make_parser  # noqa: E402
-from solver.errors import run_cli  # noqa: E402
+from solver.errors import SolverError, run_cli  # noqa: E402
 from solver.experiment import train_experiment  # noqa: E402
+from solver.full_fit import full_fit  # noqa: E402
 
 
 def main() -> None:
     parser = make_parser(__doc__, folds=True, overrides=True)
     parser.add_argument("--fresh", action="store_true", help="retrain the folds from scratch: finished ones and killed runs (fold<k>.partial) alike")
     parser.add_argument("--name", help="the run folder under runs/<comp>/ (default: the experiment's name), e.g. for a sweep")
+    parser.add_argument(
+        "--full", action="store_true", help="after the folds: one model on every training row for the epochs they chose -> <exp>/full"
+    )
     args = parser.parse_args()
+    if args.full:
+        if args.folds is not None:
+            raise SolverError(f"FULL=1 trains on every row, not on folds: drop FOLD={','.join(map(str, args.folds))} (--fold)")
+        full_fit(args.root, args.comp, args.exp, args.overrides, fresh=args.fresh, run_name=args.name)
+        return
     train_experiment(args.root, args.comp, args.exp, args.folds, args.overrides, fresh=args.fresh, run_name=args.name)
 
 

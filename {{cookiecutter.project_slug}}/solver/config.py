@@ -304,6 +304,22 @@ class KnnSpec(_Strict):
     features: list[Literal["label_distribution", "class_distance", "topk_distance"]] = ["label_distribution", "class_distance", "topk_distance"]
 
 
+class PseudoSpec(_Strict):
+    """Fold-safe pseudo-labels for `make pseudo` (solver/pseudo.py): fold k retrains with the test rows its own model labelled."""
+
+    threshold: float | None = Field(None, gt=0, le=1)  # keep test rows predicted at least this confidently (default 0.9)
+    top_fraction: float | None = Field(None, gt=0, le=1)  # or the most confident fraction of the test rows
+    labels: Literal["hard", "soft"] = "hard"  # hard: the predicted class; soft: the predicted probabilities
+    weight: float = Field(1.0, gt=0)  # a pseudo row's share of the loss against a training row's (multiclass)
+    epochs: int | None = Field(None, gt=0)  # the retrain's train.epochs (default: the experiment's)
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> PseudoSpec:
+        if self.threshold is not None and self.top_fraction is not None:
+            raise ValueError(f"set pseudo.threshold ({self.threshold}) or pseudo.top_fraction ({self.top_fraction}), not both")
+        return self
+
+
 class ExperimentConfig(_Strict):
     model: ModelSpec = ModelSpec()
     data: DataSpec = DataSpec()
@@ -311,6 +327,7 @@ class ExperimentConfig(_Strict):
     train: TrainSpec = TrainSpec()
     tta: TtaSpec = TtaSpec()
     knn: KnnSpec = KnnSpec()
+    pseudo: PseudoSpec = PseudoSpec()
 
     @model_validator(mode="after")
     def _check_mixup_batch(self) -> ExperimentConfig:

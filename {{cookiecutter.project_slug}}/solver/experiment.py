@@ -16,7 +16,8 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,10 @@ class Experiment:
     std: list[float]
     train_images: list[np.ndarray] | None = None
     test_images: list[np.ndarray] | None = None
+    kind: str = "experiment"  # the leaderboard's kind of its joined source (pseudo: solver.pseudo)
+    # fold k's training dataset -> the one it trains on (solver.pseudo adds the test rows fold k's own model labelled)
+    extend_training: Callable[[ImageDataset, int], ImageDataset] | None = None
+    extra_config: dict = field(default_factory=dict)  # recorded in every fold's config.yaml and compared like the config
 
     @property
     def dir(self) -> Path:
@@ -106,6 +111,7 @@ class Experiment:
             "std": self.std,
             "folds_hash": folds_hash(self.comp),
             "config": self.cfg.model_dump(mode="json"),
+            **self.extra_config,
         }
 
 
@@ -192,6 +198,8 @@ def _fold_datasets(exp: Experiment, k: int):
     train_ds = ImageDataset(_subset(paths, train_mask), exp.y[train_mask], eval_tf, _subset(exp.train_images, train_mask), exp.in_chans)
     valid_ds = ImageDataset(_subset(paths, valid_mask), exp.y[valid_mask], eval_tf, _subset(exp.train_images, valid_mask), exp.in_chans)
     test_ds = ImageDataset(exp.test_paths, None, eval_tf, exp.test_images, exp.in_chans)
+    if exp.extend_training is not None:
+        train_ds = exp.extend_training(train_ds, k)
     return train_ds, valid_ds, test_ds, valid_mask
 
 
@@ -241,7 +249,7 @@ def _new_model(exp: Experiment, starting_weights: bool = True) -> torch.nn.Modul
 
 # Settings that change where or how fast a fold trains, or only how it predicts, not what it learns.
 RUNTIME_KEYS = {"train.folds", "train.device", "data.num_workers"}
-RUNTIME_PREFIXES = ("tta.", "knn.")
+RUNTIME_PREFIXES = ("tta.", "knn.", "pseudo.")  # pseudo.*: a pseudo-label run records them as pseudo_labels
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -257,7 +265,7 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 def comparable(resolved: dict) -> dict:
     """What must be equal for two folds' predictions to form one CV: config, classes, folds file, channels."""
     flat = {k: v for k, v in _flatten(resolved["config"]).items() if k not in RUNTIME_KEYS and not k.startswith(RUNTIME_PREFIXES)}
-    for key in ("classes", "folds_hash", "in_chans"):
+    for key in ("classes", "folds_hash", "in_chans", "pseudo_labels"):
         flat[key] = resolved.get(key)
     return flat
 
@@ -354,7 +362,8 @@ def _restore_interrupted_promotion(exp: Experiment, k: int) -> None:
         os.replace(old, exp.fold_dir(k))
 
 
-DERIVED_DIRS = ("tta*", "knn")  # later stages computed from the folds' checkpoints
+DERIVED_DIRS = ("tta*", "knn", "pseudo", "full")  # later stages computed from the folds' checkpoints
+REMAKE = {"knn": "knn", "pseudo": "pseudo", "full": "train FULL=1"}  # what recomputes each (tta<N>: predict TTA=N)
 
 
 def _mark_derived_stale(exp: Experiment) -> None:
@@ -368,7 +377,7 @@ def _mark_derived_stale(exp: Experiment) -> None:
             continue
         config = yaml.safe_load(config_path.read_text()) or {}
         if not config.get("stale"):
-            target = "knn" if folder.name == "knn" else f"predict TTA={folder.name[3:]}"
+            target = REMAKE.get(folder.name, f"predict TTA={folder.name[3:]}")
             again = f"make {target} COMP={exp.comp.name} EXP={exp.name}"
             config["stale"] = f"the folds of {exp.name} were retrained since it was made; recompute it ({again})"
             write_yaml(config, config_path)
@@ -659,7 +668,7 @@ def aggregate(exp: Experiment, variant: str = "") -> dict | None:
     test = _prediction_frame(exp.test_df[id_col], test_probs, comp.classes, id_col)
     score = {
         "source": f"{exp.name}/{variant}" if variant else exp.name,
-        "kind": "tta" if variant.startswith("tta") else "experiment",
+        "kind": "tta" if variant.startswith("tta") else exp.kind,
         "model": exp.cfg.model.name,
         "metric": comp.metric.name,
         "greater_is_better": comp.metric.greater_is_better,

@@ -13,8 +13,9 @@ from solver.experiment import folds_hash
 from solver.plots import plot_leaderboard
 from solver.submission import stale_inputs
 
-COLUMNS = ["source", "kind", "model", "metric", "cv", "cv_std", "holdout", "folds", "stale", "time", "git_sha"]
-# kind: experiment, tta, knn, ensemble, stack
+COLUMNS = ["source", "kind", "model", "metric", "cv", "cv_std", "holdout", "folds", "cv_from", "stale", "time", "git_sha"]
+# kind: experiment, tta, knn, pseudo, ensemble, stack, full (a refit on every row: no CV of its own, cv_from names
+# the experiment whose CV it relies on; sorted last, never given a made-up CV)
 
 
 def collect_scores(comp: Competition) -> pd.DataFrame:

@@ -49,6 +49,10 @@ def _config_of(folder: Path) -> dict:
 
 def load_source(comp: Competition, name: str, train_ids: pd.Series, test_ids: pd.Series) -> Source:
     folder = comp.runs_dir / name
+    if _config_of(folder).get("kind") == "full":  # solver.full_fit: trained on every row, so no OOF to weigh it by
+        raise SolverError(
+            f"source '{name}' is a full refit without OOF predictions: ensembles and stacks cannot use it; use '{name.rsplit('/', 1)[0]}'"
+        )
     for file_name in ("oof.csv", "test.csv"):
         if not (folder / file_name).is_file():
             raise SolverError(f"source '{name}' has no {file_name} ({folder / file_name}): train all its folds (or run its stage) first")
