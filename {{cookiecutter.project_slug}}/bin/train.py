@@ -20,15 +20,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository'
 
 from solver.cli import make_parser  # noqa: E402
 from solver.errors import run_cli  # noqa: E402
-from solver.experiment import train_experiment  # noqa: E402
+from solver.threads import share_threads  # noqa: E402
+from solver.tracking import train  # noqa: E402
 
 
 def main() -> None:
     parser = make_parser(__doc__, folds=True, overrides=True)
     parser.add_argument("--fresh", action="store_true", help="retrain the folds from scratch: finished ones and killed runs (fold<k>.partial) alike")
     parser.add_argument("--name", help="the run folder under runs/<comp>/ (default: the experiment's name), e.g. for a sweep")
+    parser.add_argument("--jobs", type=int, help="training jobs side by side on this machine: this one takes cores // jobs threads")
     args = parser.parse_args()
-    train_experiment(args.root, args.comp, args.exp, args.folds, args.overrides, fresh=args.fresh, run_name=args.name)
+    if args.jobs:
+        share_threads(args.jobs)
+    train(args.root, args.comp, args.exp, args.folds, args.overrides, fresh=args.fresh, run_name=args.name)
 
 
 if __name__ == "__main__":
