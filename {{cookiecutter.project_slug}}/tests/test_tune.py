@@ -98,6 +98,25 @@ def test_the_pruner_stops_a_trial_far_worse_than_the_first(tmp_path):
     assert len(metrics) - 1 < 3
 
 
+def test_under_torchrun_rank_0_samples_and_every_rank_trains_and_prunes_the_same_trial(repo, tmp_path):
+    experiment = {**FAST, "data": {"image_size": 16, "batch_size": 4, "num_workers": 0}, "train": {**FAST["train"], "epochs": 3}}
+    block = {"params": {"train.lr": {"low": 1e-9, "high": 1e-2, "log": True}}, "startup_trials": 1, "warmup_epochs": 0}
+    comp = tuned_competition(tmp_path, block, n_train=48, experiment=experiment)
+    study = load_study(comp, load_experiment_config(comp.experiment_path("tiny")).tune, "tiny", default_storage(comp))
+    study.enqueue_trial({"train.lr": 3e-3})
+    study.enqueue_trial({"train.lr": 1e-9})
+    script = [str(repo / "bin/tune.py"), "--root", str(tmp_path), "--comp", "synth", "--exp", "tiny", "--trials", "2"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", *script]
+    proc = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=900, cwd=repo)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    # A rank that trained another trial, or stopped at another epoch, would have hung DDP's all-reduce or the barriers.
+    good, bad = study_of(comp).trials
+    assert good.state == TrialState.COMPLETE and bad.state == TrialState.PRUNED
+    assert proc.stdout.count("trial 0: train.lr=0.003") == 1 and proc.stdout.count("trial 1: pruned") == 1  # rank 0 alone says it
+    assert "2 processes (cpu) x batch 4" in proc.stdout
+
+
 @pytest.mark.parametrize(
     "block, message",
     [
