@@ -223,11 +223,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def next_trial(study, n_trials: int):
+def next_trial(study, n_trials: int, seed: int | None = None):
     """The next trial to run, or None once the study holds n_trials complete, pruned or running ones.
 
     Workers ask at the same time: the storage numbers the trials, and a trial with n_trials live ones before it
     is surplus (told failed at once, never run), so the finished trials end exactly at n_trials."""
+    import optuna
     from optuna.trial import TrialState
 
     live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
@@ -235,6 +236,10 @@ def next_trial(study, n_trials: int):
         return None
     trial = study.ask()
     trial.set_user_attr("worker", _worker())
+    if seed is not None:
+        # Each trial samples from tune.seed + its number: workers started with one seed would otherwise all draw
+        # the same values (the sampler's random stream is per process), and the study is still reproducible.
+        study.sampler = optuna.samplers.TPESampler(seed=seed + trial.number)
     ahead = [t for t in study.get_trials(deepcopy=False, states=live) if t.number < trial.number]
     if len(ahead) >= n_trials:
         trial.set_user_attr("surplus", f"{n_trials} trials were already running or finished")
@@ -343,7 +348,7 @@ def _trial_loop(root: Path, comp: Competition, exp_name: str, spec: TuneSpec, st
 
     failures = 0
     while True:
-        trial = next_trial(study, n_trials) if study is not None else None
+        trial = next_trial(study, n_trials, spec.seed) if study is not None else None
         job = distributed.from_main(None if trial is None else (trial.number, [*base, *suggest(trial, spec.params)]))
         if job is None:
             return

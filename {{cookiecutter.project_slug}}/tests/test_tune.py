@@ -61,7 +61,8 @@ def test_tune_writes_the_best_trial_as_an_experiment_of_differences(tmp_path):
 
 
 def test_two_workers_on_one_study_run_exactly_the_trials_asked_for(repo, tmp_path):
-    comp = tuned_competition(tmp_path, {"params": {"train.lr": {"low": 1e-3, "high": 1e-2, "log": True}}, "pruner": "none"})
+    # One tune.seed for both workers started together: each trial still samples its own values.
+    comp = tuned_competition(tmp_path, {"params": {"train.lr": {"low": 1e-3, "high": 1e-2, "log": True}}, "pruner": "none", "seed": 0})
     command = [sys.executable, str(repo / "bin/tune.py"), "--root", str(tmp_path), "--comp", "synth", "--exp", "tiny", "--trials", "3", "--jobs", "2"]
     workers = [subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [w.communicate(timeout=600) for w in workers]
@@ -79,6 +80,7 @@ def test_two_workers_on_one_study_run_exactly_the_trials_asked_for(repo, tmp_pat
     folders = sorted(p.name for p in (comp.runs_dir / "tiny_tune").iterdir())
     assert set(folders) >= {f"trial{t.number:04d}" for t in done}
     assert all(t.state == TrialState.FAIL and "surplus" in t.user_attrs for t in study.trials if t not in done)
+    assert len({t.params["train.lr"] for t in done}) == 3  # no two trials ran the same values
 
 
 def test_the_pruner_stops_a_trial_far_worse_than_the_first(tmp_path):
