@@ -49,3 +49,17 @@ def test_an_unreachable_tracking_server_is_one_clear_line_before_training(tmp_pa
     with pytest.raises(SolverError, match=r"track.uri http://127.0.0.1:9: MLflow cannot log there .*set track.mlflow=false"):
         train(tmp_path, "synth", "tiny")
     assert not (tmp_path / "runs/synth/tiny").exists()
+
+
+def test_each_tune_trial_is_a_run_of_its_own(tmp_path):
+    from solver.tune import tune
+
+    block = {"params": {"train.lr": {"low": 1e-3, "high": 1e-2, "log": True}}, "pruner": "none", "seed": 0}
+    make_competition(tmp_path, n_train=16, n_test=4, size=16, experiment={**TRACKED, "train": {**TRACKED["train"], "epochs": 1}, "tune": block})
+    tune(tmp_path, "synth", "tiny", trials=2)
+    comp = Competition.load(tmp_path, "synth")
+    client = MlflowClient(store_uri(comp, TrackSpec()))
+    runs = client.search_runs([client.get_experiment_by_name("synth").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["tiny_tune/trial0000", "tiny_tune/trial0001"]
+    assert sorted(r.data.tags["optuna.trial"] for r in runs) == ["0", "1"]
+    assert all(len(client.get_metric_history(r.info.run_id, "fold0/accuracy")) == 1 for r in runs)
