@@ -9,8 +9,10 @@ python bin/train.py --comp digits --exp exp001_resnet10t [--fold 0,1] [train.lr=
 
 Several GPUs (DDP, data.batch_size per process; `make train GPUS=N` checks the launch first):
   torchrun --standalone --nproc-per-node=N bin/train.py --comp ... --exp ...
-Several folds at once, one job each (each takes a lock on its fold; the last one to finish joins the OOF):
-  python bin/train.py --comp ... --exp ... --fold 0 &  python bin/train.py --comp ... --exp ... --fold 1
+Several folds at once, one job each (each takes a lock on its fold; the last one to finish joins the OOF;
+--jobs 2: each takes its share of the cores' threads):
+  python bin/train.py --comp ... --exp ... --fold 0 --jobs 2 &  python bin/train.py --comp ... --exp ... --fold 1 --jobs 2
+With track.mlflow=true the run is logged to MLflow too (solver/tracking.py).
 """
 
 import sys

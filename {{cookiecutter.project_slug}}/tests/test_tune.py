@@ -239,3 +239,14 @@ def test_two_workers_share_a_study_on_postgresql(repo, tmp_path, postgres):
     assert len(finished(study)) == 2
     assert not (comp.runs_dir / "optuna.db").exists()  # the server held the study, not a local file
     assert (comp.folder / "configs/tiny_tuned.yaml").read_text().count("postgresql://solver@127.0.0.1") == 1
+
+
+def test_a_tune_or_track_block_added_later_keeps_the_finished_folds_comparable():
+    from solver.config import ExperimentConfig
+    from solver.experiment import config_difference
+
+    before = ExperimentConfig().model_dump(mode="json")
+    after = ExperimentConfig.model_validate(
+        {"tune": {"params": {"train.lr": {"low": 1e-4, "high": 1e-2, "log": True}}}, "track": {"mlflow": True}}
+    ).model_dump(mode="json")
+    assert config_difference({"config": before}, {"config": after}) is None  # they do not change what a fold learns
