@@ -353,7 +353,7 @@ class TuneSpec(_Strict):
     prune_fold: int | None = None  # the fold whose per-epoch metric the pruner watches; default: the first of folds
     pruner: Literal["median", "none"] = "median"  # MedianPruner: stop a trial worse than the median of earlier ones at that epoch
     startup_trials: int = Field(3, ge=0)  # trials that finish before any pruning
-    warmup_epochs: int = Field(1, ge=0)  # epochs of each trial before it may be pruned
+    warmup_epochs: int = Field(1, ge=0)  # the first epochs of each trial, never pruned
     storage: str | None = None  # an Optuna RDB URL (postgresql://user:pass@host/db) shared by machines; default: sqlite in runs/<comp>/
     study: str | None = None  # default: the experiment's name
     seed: int | None = None  # the sampler's seed (TPE); None: a different search each run

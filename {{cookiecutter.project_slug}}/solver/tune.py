@@ -174,7 +174,10 @@ def default_storage(comp: Competition) -> str:
 def load_study(comp: Competition, spec: TuneSpec, study_name: str, storage_url: str):
     import optuna
 
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=spec.startup_trials, n_warmup_steps=spec.warmup_epochs) if spec.pruner == "median" else None
+    # Steps are epochs from 1, and MedianPruner prunes from step n_warmup_steps on: warmup_epochs epochs are never pruned.
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=spec.startup_trials, n_warmup_steps=spec.warmup_epochs + 1) if spec.pruner == "median" else None
+    )
     direction = "maximize" if comp.metric.greater_is_better else "minimize"
     comp.runs_dir.mkdir(parents=True, exist_ok=True)
     # Workers starting together on one SQLite file would race to create its tables and the study.
@@ -340,7 +343,7 @@ def tune(
         _trial_loop(root, comp, exp_name, spec, study, n_trials, list(overrides), f"{study_name}_tune")
     if not main:
         return None
-    return _write_best(study, comp, source, out, list(overrides), storage_url, n_trials)
+    return _write_best(study, comp, source, out, list(overrides), storage_url, spec.folds)
 
 
 def _trial_loop(root: Path, comp: Competition, exp_name: str, spec: TuneSpec, study, n_trials: int, base: list[str], run_dir: str) -> None:
@@ -383,7 +386,7 @@ def _trial_loop(root: Path, comp: Competition, exp_name: str, spec: TuneSpec, st
         say(f"trial {number}: {comp.metric.name} {value:.4f} ({time.perf_counter() - start:.0f}s)")
 
 
-def _write_best(study, comp: Competition, source: Path, out: Path, base: list[str], storage_url: str, n_trials: int) -> Path | None:
+def _write_best(study, comp: Competition, source: Path, out: Path, base: list[str], storage_url: str, folds: list[int]) -> Path | None:
     from optuna.trial import TrialState
 
     counts = {state.name.lower(): len(study.get_trials(deepcopy=False, states=(state,))) for state in (TrialState.COMPLETE, TrialState.PRUNED)}
@@ -396,7 +399,7 @@ def _write_best(study, comp: Competition, source: Path, out: Path, base: list[st
     header = (
         f"{HEADER} from {source.name}: the best of {counts['complete']} complete and {counts['pruned']} pruned trials of study "
         f"'{study.study_name}' in {_safe_url(storage_url)}\n"
-        f"# trial {best.number}: {comp.metric.name} {best.value:.4f} on tune.folds; {time.strftime('%Y-%m-%d %H:%M')}\n"
+        f"# trial {best.number}: {comp.metric.name} {best.value:.4f} on fold(s) {', '.join(map(str, folds))}; {time.strftime('%Y-%m-%d %H:%M')}\n"
     )
     write_tuned(source, out, [*base, *params], header)
     print(f"best trial {best.number}: {comp.metric.name} {best.value:.4f} with {' '.join(params)}; written to {out}")

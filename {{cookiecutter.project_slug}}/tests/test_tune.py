@@ -43,7 +43,7 @@ def test_tune_writes_the_best_trial_as_an_experiment_of_differences(tmp_path):
 
     assert out == comp.folder / "configs" / "tiny_tuned.yaml"
     text = out.read_text()
-    assert text.startswith(HEADER) and "the best of 2 complete and 0 pruned trials of study 'tiny'" in text
+    assert text.startswith(HEADER) and "the best of 2 complete and 0 pruned trials of study 'tiny'" in text and "on fold(s) 0;" in text
     study = study_of(comp)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
     written = yaml.safe_load(text)
@@ -83,9 +83,10 @@ def test_two_workers_on_one_study_run_exactly_the_trials_asked_for(repo, tmp_pat
     assert len({t.params["train.lr"] for t in done}) == 3  # no two trials ran the same values
 
 
-def test_the_pruner_stops_a_trial_far_worse_than_the_first(tmp_path):
+@pytest.mark.parametrize("warmup", [0, 1])
+def test_the_pruner_stops_a_trial_far_worse_than_the_first(tmp_path, warmup):
     experiment = {**FAST, "train": {**FAST["train"], "epochs": 3, "lr": 3e-3}}
-    block = {"params": {"train.lr": {"low": 1e-9, "high": 1e-2, "log": True}}, "startup_trials": 1, "warmup_epochs": 0}
+    block = {"params": {"train.lr": {"low": 1e-9, "high": 1e-2, "log": True}}, "startup_trials": 1, "warmup_epochs": warmup}
     comp = tuned_competition(tmp_path, block, n_train=48, experiment=experiment)
     study = load_study(comp, load_experiment_config(comp.experiment_path("tiny")).tune, "tiny", default_storage(comp))
     study.enqueue_trial({"train.lr": 3e-3})  # learns the squares
@@ -95,7 +96,7 @@ def test_the_pruner_stops_a_trial_far_worse_than_the_first(tmp_path):
     good, bad = study_of(comp).trials
     assert good.state == TrialState.COMPLETE and good.value > 0.6
     assert bad.state == TrialState.PRUNED
-    assert max(bad.intermediate_values) < 3  # stopped before its last epoch
+    assert warmup < max(bad.intermediate_values) < 3  # stopped before its last epoch, never within the warmup epochs
     metrics = (comp.runs_dir / "tiny_tune/trial0001/fold0.partial/metrics.csv").read_text().splitlines()
     assert len(metrics) - 1 < 3
 
