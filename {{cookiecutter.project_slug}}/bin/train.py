@@ -12,8 +12,10 @@ Several GPUs (DDP, data.batch_size per process; `make train GPUS=N` checks the l
 A final model on every training row, for the median of the folds' best epochs, once the folds are trained
 (runs/<comp>/<exp>/full/: test predictions, no OOF, the experiment's CV as cv_from):
   python bin/train.py --comp ... --exp ... --full
-Several folds at once, one job each (each takes a lock on its fold; the last one to finish joins the OOF):
-  python bin/train.py --comp ... --exp ... --fold 0 &  python bin/train.py --comp ... --exp ... --fold 1
+Several folds at once, one job each (each takes a lock on its fold; the last one to finish joins the OOF;
+--jobs 2: each takes its share of the cores' threads):
+  python bin/train.py --comp ... --exp ... --fold 0 --jobs 2 &  python bin/train.py --comp ... --exp ... --fold 1 --jobs 2
+With track.mlflow=true the run is logged to MLflow too (solver/tracking.py).
 """
 
 import sys
@@ -23,8 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository'
 
 from solver.cli import make_parser  # noqa: E402
 from solver.errors import SolverError, run_cli  # noqa: E402
-from solver.experiment import train_experiment  # noqa: E402
 from solver.full_fit import full_fit  # noqa: E402
+from solver.threads import share_threads  # noqa: E402
+from solver.tracking import train  # noqa: E402
 
 
 def main() -> None:
@@ -34,13 +37,16 @@ def main() -> None:
     parser.add_argument(
         "--full", action="store_true", help="after the folds: one model on every training row for the epochs they chose -> <exp>/full"
     )
+    parser.add_argument("--jobs", type=int, help="training jobs side by side on this machine: this one takes cores // jobs threads")
     args = parser.parse_args()
+    if args.jobs:
+        share_threads(args.jobs)
     if args.full:
         if args.folds is not None:
             raise SolverError(f"FULL=1 trains on every row, not on folds: drop FOLD={','.join(map(str, args.folds))} (--fold)")
         full_fit(args.root, args.comp, args.exp, args.overrides, fresh=args.fresh, run_name=args.name)
         return
-    train_experiment(args.root, args.comp, args.exp, args.folds, args.overrides, fresh=args.fresh, run_name=args.name)
+    train(args.root, args.comp, args.exp, args.folds, args.overrides, fresh=args.fresh, run_name=args.name)
 
 
 if __name__ == "__main__":

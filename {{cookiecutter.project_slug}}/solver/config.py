@@ -320,6 +320,77 @@ class PseudoSpec(_Strict):
         return self
 
 
+class TrackSpec(_Strict):
+    """Experiment tracking beside TensorBoard (solver/tracking.py)."""
+
+    mlflow: bool = False  # log params (the resolved config), per-epoch metrics and the score to MLflow
+    uri: str | None = None  # an MLflow tracking server (http://host:5000) or store; default: a file store in runs/<comp>/mlruns
+    experiment: str | None = None  # the MLflow experiment; default: the competition's name
+
+
+class TuneParam(_Strict):
+    """The range of one dotted config key searched by `make tune`: low/high (float or int, log scale), or choices."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False  # sample on a log scale (learning rates, weight decay)
+    step: float | None = Field(None, gt=0)  # a grid within [low, high]
+    type: Literal["float", "int", "categorical"] | None = None  # default: categorical with choices, int when low and high are integers
+    choices: list[Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_type(cls, data: Any) -> Any:
+        # YAML reads `low: 8` as an integer: an integer range unless the type says float.
+        if isinstance(data, dict) and data.get("type") is None:
+            if data.get("choices") is not None:
+                data = {**data, "type": "categorical"}
+            elif all(isinstance(data.get(k), int) and not isinstance(data.get(k), bool) for k in ("low", "high")):
+                data = {**data, "type": "int"}
+            else:
+                data = {**data, "type": "float"}
+        return data
+
+    @model_validator(mode="after")
+    def _check_range(self) -> TuneParam:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("choices is empty; list at least two values, e.g. choices: [resnet10t, resnet18]")
+            return self
+        if self.choices is not None:
+            raise ValueError(f"choices with type {self.type}: give choices or low/high, not both")
+        if self.low is None or self.high is None:
+            raise ValueError("a range needs low and high (or choices), e.g. {low: 1.0e-4, high: 1.0e-2, log: true}")
+        if not self.low < self.high:
+            raise ValueError(f"the range [{self.low}, {self.high}] is empty; low must be below high")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log: true needs low > 0, got low {self.low}")
+        return self
+
+
+class TuneSpec(_Strict):
+    """`make tune`: an Optuna search over dotted config keys (solver/tune.py)."""
+
+    params: dict[str, TuneParam] = {}  # e.g. {train.lr: {low: 1.0e-4, high: 1.0e-2, log: true}, model.name: {choices: [...]}}
+    trials: int = Field(20, ge=1)  # finished (complete or pruned) trials the study holds at the end; TRIALS= overrides
+    folds: list[int] = [0]  # the folds each trial trains; the objective is the mean of their best scores
+    prune_fold: int | None = None  # the fold whose per-epoch metric the pruner watches; default: the first of folds
+    pruner: Literal["median", "none"] = "median"  # MedianPruner: stop a trial worse than the median of earlier ones at that epoch
+    startup_trials: int = Field(3, ge=0)  # trials that finish before any pruning
+    warmup_epochs: int = Field(1, ge=0)  # the first epochs of each trial, never pruned
+    storage: str | None = None  # an Optuna RDB URL (postgresql://user:pass@host/db) shared by machines; default: sqlite in runs/<comp>/
+    study: str | None = None  # default: the experiment's name
+    seed: int | None = None  # the sampler's seed (TPE); None: a different search each run
+
+    @model_validator(mode="after")
+    def _check_folds(self) -> TuneSpec:
+        if not self.folds:
+            raise ValueError("folds is empty; list the folds each trial trains, e.g. [0]")
+        if self.prune_fold is not None and self.prune_fold not in self.folds:
+            raise ValueError(f"prune_fold {self.prune_fold} is not one of folds {self.folds}")
+        return self
+
+
 class ExperimentConfig(_Strict):
     model: ModelSpec = ModelSpec()
     data: DataSpec = DataSpec()
@@ -328,6 +399,8 @@ class ExperimentConfig(_Strict):
     tta: TtaSpec = TtaSpec()
     knn: KnnSpec = KnnSpec()
     pseudo: PseudoSpec = PseudoSpec()
+    track: TrackSpec = TrackSpec()
+    tune: TuneSpec = TuneSpec()
 
     @model_validator(mode="after")
     def _check_mixup_batch(self) -> ExperimentConfig:

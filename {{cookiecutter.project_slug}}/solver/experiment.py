@@ -249,7 +249,7 @@ def _new_model(exp: Experiment, starting_weights: bool = True) -> torch.nn.Modul
 
 # Settings that change where or how fast a fold trains, or only how it predicts, not what it learns.
 RUNTIME_KEYS = {"train.folds", "train.device", "data.num_workers"}
-RUNTIME_PREFIXES = ("tta.", "knn.", "pseudo.")  # pseudo.*: a pseudo-label run records them as pseudo_labels
+RUNTIME_PREFIXES = ("tta.", "knn.", "pseudo.", "track.", "tune.")  # pseudo.*: a pseudo-label run records them as pseudo_labels
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

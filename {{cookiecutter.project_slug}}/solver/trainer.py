@@ -20,8 +20,8 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -322,6 +322,21 @@ class Trainer:
         return self.metric(y_valid, probs), loss
 
 
+# Called after every epoch of every fold with (fold, the epoch's metrics.csv row), on every rank: make tune's pruner
+# and MLflow's metrics (solver/tune.py, solver/tracking.py). An exception raised there ends the fold's training.
+_epoch_callbacks: list[Callable[[int | None, dict], None]] = []
+
+
+@contextmanager
+def epoch_callback(callback: Callable[[int | None, dict], None]) -> Iterator[None]:
+    """Call callback(fold, row) after each epoch that fit() trains inside this block."""
+    _epoch_callbacks.append(callback)
+    try:
+        yield
+    finally:
+        _epoch_callbacks.remove(callback)
+
+
 def fit(
     trainer: Trainer,
     train_ds,
@@ -408,6 +423,8 @@ def fit(
             }
             trainer.history.append(row)
             trainer.next_epoch = ep.epoch + 1
+            for callback in list(_epoch_callbacks):
+                callback(checkpoint_meta.get("fold"), row)
             stage_ends = ep.epoch == len(trainer.epochs) or trainer.epochs[ep.epoch].stage != ep.stage
             spent = time.perf_counter() - started
             # rank 0's clock decides for every rank

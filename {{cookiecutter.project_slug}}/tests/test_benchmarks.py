@@ -67,6 +67,13 @@ def test_training_throughput_prints_solver_bare_and_their_ratio(repo):
     assert "solver" in out and "bare" in out and "ratio" in out.lower()
 
 
+def test_parallel_folds_prints_sequence_side_by_side_and_their_ratio(repo):
+    out = run(repo, "parallel_folds.py", "--model", "test_resnet", "--size", "16", "--images", "24", "--epochs", "1", "--no-oversubscribed")
+    assert list(table(out)) == ["sequence (one job, --fold 0,1)", "side by side (--jobs 2)"]
+    assert out.count("threads: ") == 2  # each side-by-side job said its share of the cores
+    assert "ratio side by side / sequence:" in out
+
+
 def test_loader_gpu_check_and_prior_shift_run_on_a_trained_competition(repo, tmp_path):
     from solver.experiment import train_experiment
     from tests.synthetic import make_competition

@@ -1,0 +1,44 @@
+"""Jobs side by side take their share of the cores: cores // jobs threads each, said in the log."""
+
+import os
+
+import pytest
+import torch
+
+from solver import threads
+from solver.errors import SolverError
+
+
+@pytest.fixture
+def restore_threads(monkeypatch):
+    before = torch.get_num_threads()
+    for name in threads.THREAD_VARIABLES:
+        monkeypatch.setenv(name, os.environ.get(name, "2"))  # share_threads sets them; monkeypatch puts them back
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("jobs, cores, share", [(1, 16, 16), (2, 16, 8), (3, 16, 5), (4, 2, 1), (2, 1, 1)])
+def test_each_job_gets_its_share_of_the_cores_and_at_least_one(jobs, cores, share):
+    assert threads.thread_share(jobs, cores) == share
+
+
+def test_share_threads_sets_torch_and_openmp_and_says_so(monkeypatch, restore_threads):
+    monkeypatch.setattr(threads, "available_cores", lambda: 4)
+    said = []
+    assert threads.share_threads(2, log=said.append) == 2
+    assert torch.get_num_threads() == 2
+    assert all(os.environ[name] == "2" for name in threads.THREAD_VARIABLES)  # DataLoader workers and child processes
+    assert said == ["threads: 2 of 4 cores for this job (2 job(s) side by side)"]
+
+
+def test_more_jobs_than_cores_is_said_too(monkeypatch, restore_threads):
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    said = []
+    assert threads.share_threads(3, log=said.append) == 1
+    assert said == ["threads: 3 jobs on 2 core(s): 1 thread each, the jobs take turns on the cores"]
+
+
+def test_no_jobs_is_a_clear_error():
+    with pytest.raises(SolverError, match="jobs: 0 processes cannot share the machine"):
+        threads.thread_share(0, 4)
