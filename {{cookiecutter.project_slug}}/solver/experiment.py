@@ -335,17 +335,27 @@ def _fold_complete(exp: Experiment, k: int) -> bool:
     return all((exp.fold_dir(k) / name).is_file() for name in ("best.pt", "config.yaml", "oof.csv", "test.csv"))
 
 
+def _replacement_in_progress(exp: Experiment, k: int) -> bool:
+    """A FRESH retrain killed in fold k: fold<k> still holds the old config, fold<k>.partial a resumable run of this one.
+    Running the same config again resumes it, as any killed run resumes."""
+    partial = exp.fold_dir(k).with_name(f"fold{k}.partial")
+    if not ((partial / "last.pt").is_file() and (partial / "config.yaml").is_file()):
+        return False
+    return config_difference(exp.resolved_config(fold=k), read_fold_config(partial)) is None
+
+
 def check_finished_folds(exp: Experiment, training: list[int], fresh: bool = False) -> None:
-    """Before training: a finished fold of another config is replaced only with FRESH, and one that will not be
-    retrained must match the config, or the CV mixes two models."""
+    """Before training: a finished fold of another config is replaced only with FRESH (or by resuming the FRESH run
+    that was killed while replacing it), and one that will not be retrained must match the config, or the CV mixes two models."""
     current = exp.resolved_config()
     for k in range(exp.n_folds):
-        if (fresh and k in training) or not (exp.fold_dir(k) / "config.yaml").is_file():
+        if (k in training and (fresh or _replacement_in_progress(exp, k))) or not (exp.fold_dir(k) / "config.yaml").is_file():
             continue
         difference = config_difference(current, read_fold_config(exp.fold_dir(k)))
         if difference and k in training:
             raise SolverError(
                 f"{exp.fold_dir(k)} finished with another config ({difference}); FRESH=1 (--fresh) retrains it with this one "
+                f"(FRESH=1 FOLD={k}: only this fold) "
                 f"(the experiment's results stay until every fold is replaced), or NAME=<run> (--name) trains this config beside it"
             )
         if difference:
@@ -457,7 +467,7 @@ def train_experiment(
         check_finished_folds(exp, folds, fresh)
         for k in folds:  # a killed run of another config stops us before any fold trains
             _partial_to_delete(exp.fold_dir(k).with_name(f"fold{k}.partial"), exp.resolved_config(fold=k), fresh)
-        todo = folds if fresh else [k for k in folds if not _fold_complete(exp, k)]
+        todo = folds if fresh else [k for k in folds if not _fold_complete(exp, k) or _replacement_in_progress(exp, k)]
         if not todo and _joined_after_every_fold(exp):
             return _already_complete(exp, folds) if main else None
         if main:

@@ -99,6 +99,30 @@ def test_a_retrain_stopped_halfway_keeps_every_result_and_a_finished_one_marks_d
     assert board.to_dict() == {"tiny": False, "tiny/tta2": True, "tiny/knn": True}
 
 
+def test_a_fresh_retrain_killed_inside_a_fold_resumes_without_fresh(root, monkeypatch):
+    """FRESH=1 killed in fold 1: fold0 has the new config, fold1 the old one beside fold1.partial of the new one.
+    Running the new config again (no FRESH) keeps the new fold 0, resumes fold 1 and joins."""
+    run = root / "runs/synth/tiny"
+    train_fold = experiment.train_fold
+
+    def ctrl_c_in_fold_1(exp, k, *args):
+        if k == 1:
+            shutil.copytree(run / "fold0", run / "fold1.partial")  # as a kill after fold 1's first checkpoint leaves it
+            raise KeyboardInterrupt
+        return train_fold(exp, k, *args)
+
+    monkeypatch.setattr(experiment, "train_fold", ctrl_c_in_fold_1)
+    with pytest.raises(KeyboardInterrupt):
+        train_experiment(root, "synth", "tiny", overrides=["train.lr=0.01"], fresh=True)
+    monkeypatch.setattr(experiment, "train_fold", train_fold)
+    new_fold_0 = snapshot(run / "fold0")
+    train_experiment(root, "synth", "tiny", overrides=["train.lr=0.01"])
+    assert snapshot(run / "fold0") == new_fold_0  # not trained again
+    assert not (run / "fold1.partial").exists()
+    for folder in ("fold1", "."):
+        assert yaml.safe_load((run / folder / "config.yaml").read_text())["config"]["train"]["lr"] == 0.01
+
+
 def test_a_resume_under_another_config_is_refused_and_fresh_starts_over(root):
     run = root / "runs/synth/tiny"
     shutil.rmtree(run)
