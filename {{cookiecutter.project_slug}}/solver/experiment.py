@@ -81,10 +81,18 @@ class Experiment:
     # fold k's training dataset -> the one it trains on (solver.pseudo adds the test rows fold k's own model labelled)
     extend_training: Callable[[ImageDataset, int], ImageDataset] | None = None
     extra_config: dict = field(default_factory=dict)  # recorded in every fold's config.yaml and compared like the config
+    config_name: str | None = None  # <comp>/configs/<config_name>.yaml, when the run folder (name) is named otherwise
 
     @property
     def dir(self) -> Path:
         return self.comp.runs_dir / self.name
+
+    @property
+    def make_args(self) -> str:
+        """The make variables that name this run again in a hint: COMP, EXP, NAME (its own run folder), ARGS."""
+        exp = self.config_name or self.name
+        args = f"COMP={self.comp.name} EXP={exp}" + (f" NAME={self.name}" if self.name != exp else "")
+        return args + (f" ARGS=\"{' '.join(self.overrides)}\"" if self.overrides else "")
 
     def fold_dir(self, k: int) -> Path:
         return self.dir / f"fold{k}"
@@ -176,6 +184,7 @@ def load_experiment(
         std,
         train_images,
         test_images,
+        config_name=exp_name,
     )
 
 
@@ -388,7 +397,7 @@ def _mark_derived_stale(exp: Experiment) -> None:
         config = yaml.safe_load(config_path.read_text()) or {}
         if not config.get("stale"):
             target = REMAKE.get(folder.name, f"predict TTA={folder.name[3:]}")
-            again = f"make {target} COMP={exp.comp.name} EXP={exp.name}"
+            again = f"make {target} {exp.make_args}"
             config["stale"] = f"the folds of {exp.name} were retrained since it was made; recompute it ({again})"
             write_yaml(config, config_path)
             print(f"{folder}: made from the previous folds, marked stale (kept)")
@@ -550,10 +559,10 @@ def _finished_folds(exp: Experiment) -> list[int]:
         if k not in done and exp.fold_dir(k).is_dir():  # its old predictions would join the CV of the others
             raise SolverError(
                 f"{exp.fold_dir(k) / 'best.pt'} is missing: fold {k} cannot be predicted again; "
-                f"retrain that fold: make train COMP={exp.comp.name} EXP={exp.name} FOLD={k}"
+                f"retrain that fold: make train {exp.make_args} FOLD={k}"
             )
     if not done:
-        raise SolverError(f"{exp.dir}: no fold has a checkpoint (fold<k>/best.pt); run `make train COMP={exp.comp.name} EXP={exp.name}` first")
+        raise SolverError(f"{exp.dir}: no fold has a checkpoint (fold<k>/best.pt); run `make train {exp.make_args}` first")
     current = exp.resolved_config()
     for k in done:
         difference = config_difference(current, read_fold_config(exp.fold_dir(k)))

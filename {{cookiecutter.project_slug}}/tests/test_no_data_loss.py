@@ -141,9 +141,13 @@ def test_predict_refuses_a_fold_whose_checkpoint_is_gone(root):
     run = root / "runs/synth/tiny"
     (run / "fold1/best.pt").unlink()
     before = snapshot(run)
-    with pytest.raises(SolverError, match=r"fold1/best\.pt.*FOLD=1"):
+    with pytest.raises(SolverError, match=r"fold1/best\.pt.*make train COMP=synth EXP=tiny FOLD=1"):
         predict_experiment(root, "synth", "tiny")
     assert snapshot(run) == before
+    # a run folder of its own (NAME=) is named in the hint with the experiment file it was trained from
+    shutil.copytree(run, root / "runs/synth/copy")
+    with pytest.raises(SolverError, match=r"retrain that fold: make train COMP=synth EXP=tiny NAME=copy FOLD=1"):
+        predict_experiment(root, "synth", "tiny", run_name="copy")
 
 
 def test_the_leaderboard_marks_sources_made_on_an_old_folds_file_stale(root):
