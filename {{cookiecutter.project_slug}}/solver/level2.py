@@ -10,6 +10,7 @@ before it starts, and scores its OOF with the competition's metric for the leade
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,10 @@ def write_source(comp: Competition, name: str, kind: str, oof: np.ndarray, test:
     oof_df.insert(0, id_col, train[id_col].to_numpy())
     test_out = pd.DataFrame(test, columns=comp.classes)
     test_out.insert(0, id_col, test_df[id_col].to_numpy())
+    submission = out / "submission.csv"
+    if submission.is_file():  # written from the predictions replaced below: kept, but never mistaken for the new ones
+        os.replace(submission, out / "submission.stale.csv")
+        print(f"{submission}: made from the previous predictions, renamed submission.stale.csv; `make submit` writes a new one")
     write_csv(oof_df, out / "oof.csv")
     write_csv(test_out, out / "test.csv")
     config = {"kind": kind, "classes": comp.classes, "folds_hash": folds_hash(comp), **{k: v for k, v in extra.items() if k != "inputs"}}

@@ -109,14 +109,14 @@ def test_nan_predictions_name_their_source(blend):
         run()
 
 
-def test_the_ensemble_stage_names_the_file_with_nan(tmp_path):
+def _two_sources_and_an_ensemble(tmp_path, nan_in_exp002_test: bool = False):
+    """runs/synth/exp001 and exp002 (random OOF/test probabilities) and synth/ensembles/ens.yaml over both."""
     import pandas as pd
     import yaml
 
     from solver.competition import Competition
     from solver.experiment import folds_hash
     from solver.folds import load_folds
-    from solver.level2 import ensemble_stage
     from tests.synthetic import make_competition
 
     make_competition(tmp_path, n_train=12, n_test=4)
@@ -128,12 +128,34 @@ def test_the_ensemble_stage_names_the_file_with_nan(tmp_path):
         for split, ids in (("oof", comp.read_train()["id"]), ("test", comp.read_test()["id"])):
             df = pd.DataFrame(rng.dirichlet(np.ones(3), len(ids)), columns=comp.classes)
             df.insert(0, "id", ids.to_numpy())
-            if name == "exp002" and split == "test":
+            if nan_in_exp002_test and name == "exp002" and split == "test":
                 df.loc[2, "dog"] = np.nan
             df.to_csv(folder / f"{split}.csv", index=False)
         (folder / "config.yaml").write_text(yaml.safe_dump({"classes": comp.classes, "folds_hash": folds_hash(comp)}))
     (tmp_path / "synth/ensembles").mkdir()
     (tmp_path / "synth/ensembles/ens.yaml").write_text(yaml.safe_dump({"inputs": ["exp001", "exp002"]}))
     assert len(folds) == 12
+    return comp
+
+
+def test_the_ensemble_stage_names_the_file_with_nan(tmp_path):
+    from solver.level2 import ensemble_stage
+
+    _two_sources_and_an_ensemble(tmp_path, nan_in_exp002_test=True)
     with pytest.raises(SolverError, match=r"the predictions of 'exp002/test\.csv' contain NaN or infinite values \(1 of them\)"):
         ensemble_stage(tmp_path, "synth", "ens")
+
+
+def test_an_ensemble_made_again_keeps_its_old_submission_as_stale(tmp_path):
+    """Rerunning a stage after its config changed replaces its predictions: the submission written from the old
+    ones is kept as submission.stale.csv, never left beside the new predictions as if it were theirs."""
+    from solver.level2 import ensemble_stage
+    from solver.submission import make_submission
+
+    comp = _two_sources_and_an_ensemble(tmp_path)
+    ensemble_stage(tmp_path, "synth", "ens")
+    old = make_submission(comp, comp.runs_dir / "ens").read_bytes()
+    (tmp_path / "synth/ensembles/ens.yaml").write_text("inputs: [exp001, exp002]\nmethod: rank\n")
+    ensemble_stage(tmp_path, "synth", "ens")
+    assert (comp.runs_dir / "ens/submission.stale.csv").read_bytes() == old
+    assert not (comp.runs_dir / "ens/submission.csv").exists()
