@@ -423,8 +423,6 @@ def fit(
             }
             trainer.history.append(row)
             trainer.next_epoch = ep.epoch + 1
-            for callback in list(_epoch_callbacks):
-                callback(checkpoint_meta.get("fold"), row)
             stage_ends = ep.epoch == len(trainer.epochs) or trainer.epochs[ep.epoch].stage != ep.stage
             spent = time.perf_counter() - started
             # rank 0's clock decides for every rank
@@ -437,19 +435,21 @@ def fit(
                 trainer.skip_to_stage = ep.stage
                 if main:
                     tqdm.write(f"{desc}: early stop of stage {ep.stage}, {metric.name} did not improve for {trainer.stale} epochs")
-            if not main:
-                continue  # rank 0 writes the files; the other ranks hold the same state
-            save_torch({**trainer.state_dict(), "meta": meta, "epoch": ep.epoch, "score": score}, out_dir / "last.pt")
-            write_csv(pd.DataFrame(trainer.history), out_dir / "metrics.csv")
-            for key in ("lr", "train_loss", "valid_loss"):
-                writer.add_scalar(key, row[key], ep.epoch)
-            writer.add_scalar(f"valid_{metric.name}", score, ep.epoch)
-            mark = "  *" if improved else ""
-            ema_text = f"  ema {ema_score:.4f}" if trainer.ema else ""
-            tqdm.write(
-                f"{desc} epoch {ep.epoch:3d}  size {ep.image_size}  aug_p {ep.aug_p:.2f}  lr {lr:.2e}  train_loss {train_loss:.4f}  "
-                f"valid_loss {valid_loss:.4f}  {metric.name} {score:.4f}{ema_text}{mark}"
-            )
+            if main:  # rank 0 writes the files; the other ranks hold the same state
+                save_torch({**trainer.state_dict(), "meta": meta, "epoch": ep.epoch, "score": score}, out_dir / "last.pt")
+                write_csv(pd.DataFrame(trainer.history), out_dir / "metrics.csv")
+                for key in ("lr", "train_loss", "valid_loss"):
+                    writer.add_scalar(key, row[key], ep.epoch)
+                writer.add_scalar(f"valid_{metric.name}", score, ep.epoch)
+                mark = "  *" if improved else ""
+                ema_text = f"  ema {ema_score:.4f}" if trainer.ema else ""
+                tqdm.write(
+                    f"{desc} epoch {ep.epoch:3d}  size {ep.image_size}  aug_p {ep.aug_p:.2f}  lr {lr:.2e}  train_loss {train_loss:.4f}  "
+                    f"valid_loss {valid_loss:.4f}  {metric.name} {score:.4f}{ema_text}{mark}"
+                )
+            # after the epoch's files: a callback that stops the run (make tune's pruner) leaves them complete
+            for callback in list(_epoch_callbacks):
+                callback(checkpoint_meta.get("fold"), row)
     finally:
         if writer is not None:
             writer.close()
