@@ -89,13 +89,17 @@ def experiment_configs(size: int, epochs: int, batch: int) -> dict[str, dict]:
     }
 
 
-def level2_configs(tta: int) -> dict[str, dict[str, dict]]:
+def level2_configs(tta_source: str) -> dict[str, dict[str, dict]]:
+    """tta_source: the TTA source the Caruana ensemble may pick (TTA=auto's when it was written, else TTA-N's)."""
     return {
         "ensembles": {
             "ens_mean": {"inputs": [MODEL_A, MODEL_B], "method": "mean"},
-            "ens_caruana": {"inputs": [MODEL_A, f"{MODEL_A}/tta{tta}", MODEL_B], "method": "caruana", "iterations": 20},
+            "ens_caruana": {"inputs": [MODEL_A, tta_source, MODEL_B], "method": "caruana", "iterations": 20},
         },
-        "stacks": {"stack": {"inputs": [MODEL_A, MODEL_B], "knn": [MODEL_A]}},
+        "stacks": {
+            "stack": {"inputs": [MODEL_A, MODEL_B], "knn": [MODEL_A]},  # the default: logistic or LightGBM by inner CV
+            "stack_lgbm": {"inputs": [MODEL_A, MODEL_B], "knn": [MODEL_A], "lgbm": {"model": "lgbm"}},
+        },
     }
 
 
@@ -121,9 +125,6 @@ def lay_out(root: Path, comp: str, data: Path, answers: Path, args) -> None:
     write_if_changed(folder / "competition.yaml", competition_yaml(comp, target, args.folds))
     for name, cfg in experiment_configs(args.size, args.epochs, args.batch).items():
         write_if_changed(folder / "configs" / f"{name}.yaml", cfg)
-    for kind, configs in level2_configs(args.tta).items():
-        for name, cfg in configs.items():
-            write_if_changed(folder / kind / f"{name}.yaml", cfg)
 
 
 def run_stages(root: Path, comp: str, tta: int) -> None:
@@ -131,10 +132,18 @@ def run_stages(root: Path, comp: str, tta: int) -> None:
         if train_experiment(root, comp, exp) is None:
             raise SolverError(f"{exp}: not every fold finished")
     predict_experiment(root, comp, MODEL_A, tta=tta)
+    auto = predict_experiment(root, comp, MODEL_A, tta="auto")  # None: it did not beat the plain CV (the line above says so)
+    stale = root / "runs" / comp / MODEL_A / "tta_auto"
+    if auto is None and stale.is_dir():  # a TTA=auto source of an earlier run of this benchmark
+        shutil.rmtree(stale)
+    for kind, configs in level2_configs(auto["source"] if auto else f"{MODEL_A}/tta{tta}").items():
+        for name, cfg in configs.items():
+            write_if_changed(root / comp / kind / f"{name}.yaml", cfg)
     knn_stage(root, comp, MODEL_A)
     ensemble_stage(root, comp, "ens_mean")
     ensemble_stage(root, comp, "ens_caruana")
     stack_stage(root, comp, "stack")
+    stack_stage(root, comp, "stack_lgbm")
 
 
 def sources_of(comp: Competition) -> list[dict]:

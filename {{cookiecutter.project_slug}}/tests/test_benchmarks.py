@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 
@@ -82,3 +83,27 @@ def test_loader_gpu_check_and_prior_shift_run_on_a_trained_competition(repo, tmp
     samples = [line.split()[0] for line in shift.splitlines() if line.strip().startswith(("none", "dirichlet"))]
     assert samples == ["none", "dirichlet", "dirichlet"]  # the unshifted control and two shifted samples
     assert "prior MAE" in shift and "log loss" in shift and "accuracy" in shift
+
+
+def test_level2_gain_prints_every_source_against_the_best_single_model(repo, tmp_path):
+    """Two tiny models on a synthetic Kaggle-format competition: every stage runs and has a row; a second run reuses
+    the trained folds (resumable)."""
+    from tests.synthetic import make_competition
+
+    make_competition(tmp_path / "kaggle", n_train=60, n_test=18, size=16)
+    data = tmp_path / "kaggle/data/synth"
+    test = pd.read_csv(data / "test.csv")
+    labels = ["cat", "dog", "fox"]  # make_competition's classes; row i of the whole set is class i % 3
+    answers = test.assign(label=[labels[(60 + i) % 3] for i in range(len(test))])
+    answers.to_csv(tmp_path / "answers.csv", index=False)
+    args = ["--root", str(tmp_path / "repo"), "--data", str(data), "--answers", str(tmp_path / "answers.csv"), "--comp", "tiny"]
+    out = run(repo, "level2_gain.py", *args, "--size", "16", "--epochs", "3", "--batch", "16", "--folds", "2", "--tta", "2", "--draws", "20")
+    rows = table(out)
+    assert {"a_resnet10t", "b_regnetx", "a_resnet10t/tta2", "a_resnet10t/knn", "ens_mean", "ens_caruana", "stack", "stack_lgbm"} <= set(rows)
+    best = next(line for line in out.splitlines() if "against the best single model on CV" in line)
+    reference = best.split("(")[1].split(")")[0]
+    assert reference in ("a_resnet10t", "b_regnetx")
+    assert rows[reference][3] == "+0.0000" and rows[reference][5] == "+0.0000"  # the reference against itself
+    assert all(float(cells[4]) >= 0 and float(cells[6]) >= 0 for cells in rows.values())  # standard errors
+    again = run(repo, "level2_gain.py", *args, "--size", "16", "--epochs", "3", "--batch", "16", "--folds", "2", "--tta", "2", "--draws", "20")
+    assert "nothing to train" in again
