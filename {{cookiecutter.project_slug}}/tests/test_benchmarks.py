@@ -61,6 +61,11 @@ def test_stack_overhead_prints_the_peer_and_every_stack(repo):
         assert acc > shuffled_acc  # the real labels carry signal; shuffled ones do not
 
 
+def test_tta_cost_prints_plain_random_and_fixed_views(repo):
+    out = run(repo, "tta_cost.py", "--images", "8", "--views", "4", "--size", "16", "--batch", "8")
+    assert "N plain forward passes" in out and "solver TTA-4 (random D4 views)" in out and "solver TTA=auto path (4 fixed views)" in out
+
+
 def test_training_throughput_prints_solver_bare_and_their_ratio(repo):
     out = run(repo, "train_throughput.py", "--size", "16", "--batch", "8", "--images", "16", "--repeats", "1", "--threads", "1")
     assert "solver" in out and "bare" in out and "ratio" in out.lower()
