@@ -569,7 +569,23 @@ def predict_experiment(
             _predict_fold(exp, k, device, exp.fold_dir(k))
         print(f"fold {k}: {f'TTA-{tta} ' if tta else ''}predictions written to {exp.fold_dir(k)}")
     with exp.lock():
-        return aggregate(exp, f"tta{tta}" if tta else "")
+        score = aggregate(exp, f"tta{tta}" if tta else "")
+    if tta and score is not None:
+        _say_if_below_plain(exp, score)
+    return score
+
+
+def _say_if_below_plain(exp: Experiment, score: dict) -> None:
+    """TTA that does not help is worth one line: the user may not want the source (TTA=auto decides by itself)."""
+    plain_path = exp.dir / "score.json"
+    if not plain_path.is_file():
+        return
+    plain, metric = json.loads(plain_path.read_text())["cv"], exp.comp.metric
+    if (score["cv"] <= plain) if metric.greater_is_better else (score["cv"] >= plain):
+        print(
+            f"{exp.comp.name}/{score['source']}: CV {metric.name} {score['cv']:.4f} does not beat the plain {plain:.4f}; "
+            "these views do not help this model (TTA=auto chooses views on OOF and writes only what helps)"
+        )
 
 
 def _predict_fold_tta(exp: Experiment, k: int, n_views: int, device: torch.device) -> None:

@@ -179,3 +179,12 @@ def test_auto_tta_writes_a_source_only_when_it_beats_the_plain_cv(tmp_path, caps
     else:
         assert score["source"] == "tiny/tta_auto" and score["cv"] > plain["cv"]
         assert set(json.loads((run / "tta_auto/views.json").read_text())["per_fold"]) == {"0", "1"}
+
+
+def test_tta_n_says_when_it_does_not_beat_the_plain_cv(tmp_path, capsys):
+    make_competition(tmp_path)
+    train_experiment(tmp_path, "synth", "tiny")
+    score = predict_experiment(tmp_path, "synth", "tiny", tta=1)  # the plain view only: equal, so not better
+    lines = [line for line in capsys.readouterr().out.splitlines() if "does not beat the plain" in line]
+    assert len(lines) == 1 and lines[0].startswith("synth/tiny/tta1: CV accuracy")
+    assert score["source"] == "tiny/tta1"  # TTA-N, asked for by number, is still written
