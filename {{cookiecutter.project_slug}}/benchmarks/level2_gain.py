@@ -9,8 +9,9 @@ the difference to the best single model (chosen on CV) with its standard error:
   CV: the fold-paired difference, mean over folds of (source's fold score - best's fold score), SE = sd / sqrt(K)
   held-out: a paired bootstrap over the test rows (the same resampled rows score both), SE = sd of the differences
 
-Resumable: finished folds are not trained again (the solver's own resume); the level-2 stages are recomputed
-every run (they are cheap next to training), so a second run after a change to a stage measures the change.
+Resumable: finished folds are not trained again (the solver's own resume), TTA-N's source is reused when it is newer
+than the checkpoints, TTA=auto's views and kNN's embeddings are cached per fold; the ensembles, stacks and the
+TTA=auto choice are recomputed every run (cheap next to training), so a second run after a change measures it.
 
 python benchmarks/level2_gain.py --root /tmp/bake/kaggle_solutions --data ../shared/comps/usps \\
     --answers ../shared/comps/usps_answers.csv [--comp usps] [--size 16] [--epochs 8] [--folds 5] [--tta 8]
@@ -127,11 +128,18 @@ def lay_out(root: Path, comp: str, data: Path, answers: Path, args) -> None:
         write_if_changed(folder / "configs" / f"{name}.yaml", cfg)
 
 
+def newer_than_folds(exp_dir: Path, source: str) -> bool:
+    """A source of the experiment made after every fold's checkpoint (a retrain marks it stale anyway)."""
+    score, checkpoints = exp_dir / source / "score.json", list(exp_dir.glob("fold*/best.pt"))
+    return score.is_file() and bool(checkpoints) and score.stat().st_mtime > max(p.stat().st_mtime for p in checkpoints)
+
+
 def run_stages(root: Path, comp: str, tta: int) -> None:
     for exp in (MODEL_A, MODEL_B):
         if train_experiment(root, comp, exp) is None:
             raise SolverError(f"{exp}: not every fold finished")
-    predict_experiment(root, comp, MODEL_A, tta=tta)
+    if not newer_than_folds(root / "runs" / comp / MODEL_A, f"tta{tta}"):  # TTA-N's random views are not cached: reuse its source
+        predict_experiment(root, comp, MODEL_A, tta=tta)
     auto = predict_experiment(root, comp, MODEL_A, tta="auto")  # None: it did not beat the plain CV (the line above says so)
     stale = root / "runs" / comp / MODEL_A / "tta_auto"
     if auto is None and stale.is_dir():  # a TTA=auto source of an earlier run of this benchmark
