@@ -260,9 +260,10 @@ def stack_stage(root: Path, comp_name: str, name: str) -> dict:
     correlations = oof_correlations(sources, y, task)
     if correlations:
         print("OOF correlation of the inputs (log-likelihood of the truth): " + ", ".join(f"{k} {v:.3f}" for k, v in correlations.items()))
-    X, X_test, knn_columns = [], [], []
+    X, X_test, knn_columns, blend_groups = [], [], [], []
     for source in sources:
         columns = [f"{source.name}:{c}" for c in comp.classes]
+        blend_groups.append(columns)
         X.append(pd.DataFrame(to_logits(source.oof, task), columns=columns))
         X_test.append(pd.DataFrame(to_logits(source.test, task), columns=columns))
     for exp_name in cfg.knn:
@@ -276,7 +277,7 @@ def stack_stage(root: Path, comp_name: str, name: str) -> dict:
         X_test.append(_metadata(test, cfg.metadata, comp.data_dir / comp.cfg.test_csv))
     X, X_test = pd.concat(X, axis=1), pd.concat(X_test, axis=1)
     settings = StackSettings(**{**cfg.lgbm.model_dump(), "logistic_c": tuple(cfg.lgbm.logistic_c)})
-    oof, test, info = stack_lgbm(X, y, folds, X_test, task, comp.num_classes, settings, optional_columns=knn_columns)
+    oof, test, info = stack_lgbm(X, y, folds, X_test, task, comp.num_classes, settings, optional_columns=knn_columns, blend_groups=blend_groups)
     print("stack model per fold (inner CV): " + "; ".join(map(str, info["models"])))
     if info["knn_gain"] is not None:
         print(f"kNN block: saves {info['knn_gain']:+.4f} inner-CV log loss (mean over fold models; <= 0: it does not help)")

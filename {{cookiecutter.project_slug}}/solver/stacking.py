@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy.optimize import minimize
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.model_selection import KFold, StratifiedKFold
@@ -217,12 +218,51 @@ def _logistic(X: np.ndarray, y: np.ndarray, splits, c: float, n_out: int, column
     return Candidate(f"logistic(C={c:g}{label})", float(loss), lambda x: fitted(x[:, columns]))
 
 
-def _choose(params: dict, X: np.ndarray, y: np.ndarray, settings: StackSettings, n_out: int, optional: np.ndarray) -> tuple[Candidate, dict]:
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def _weighted_blend_fit(X: np.ndarray, y: np.ndarray, groups: list[np.ndarray], n_out: int):
+    """softmax(sum_s w_s * logits_s + b): one weight per input model and one bias per class, by L-BFGS on the log
+    loss. S + C parameters where a full logistic regression has C x columns: the blend a strong and a weak input
+    need (a small weight for the weak one), hard to overfit on a few thousand rows."""
+    blocks = np.stack([X[:, g] for g in groups])  # (S, n, C)
+    onehot = np.eye(n_out)[y]
+
+    def loss_grad(theta):
+        w, b = theta[: len(groups)], theta[len(groups) :]
+        p = _softmax(np.tensordot(w, blocks, axes=1) + b)
+        residual = (p - onehot) / len(y)
+        loss = -np.log(np.clip(p[np.arange(len(y)), y], 1e-15, None)).mean()
+        return loss, np.concatenate([(residual[None] * blocks).sum((1, 2)), residual.sum(0)])
+
+    start = np.concatenate([np.full(len(groups), 1.0 / len(groups)), np.zeros(n_out)])
+    theta = minimize(loss_grad, start, jac=True, method="L-BFGS-B").x
+    w, b = theta[: len(groups)], theta[len(groups) :]
+    return lambda x: _softmax(np.tensordot(w, np.stack([x[:, g] for g in groups]), axes=1) + b), w
+
+
+def _weighted_blend(X: np.ndarray, y: np.ndarray, splits, groups: list[np.ndarray], n_out: int) -> Candidate:
+    inner = np.zeros((len(y), n_out))
+    for fit_rows, score_rows in splits:
+        inner[score_rows] = _weighted_blend_fit(X[fit_rows], y[fit_rows], groups, n_out)[0](X[score_rows])
+    fitted, weights = _weighted_blend_fit(X, y, groups, n_out)
+    name = "blend(" + ", ".join(f"{w:.2f}" for w in weights) + ")"
+    return Candidate(name, float(log_loss(y, np.clip(inner, 1e-15, 1), labels=list(range(n_out)))), fitted)
+
+
+def _choose(
+    params: dict, X: np.ndarray, y: np.ndarray, settings: StackSettings, n_out: int, optional: np.ndarray, groups: list[np.ndarray] = ()
+) -> tuple[Candidate, dict]:
     """Every candidate scored on the same inner folds of (X, y); the lowest inner log loss wins.
 
-    optional marks a block of columns (the kNN features) that the logistic blends try with and without."""
+    optional marks a block of columns (the kNN features) that the logistic blends try with and without; groups,
+    the columns of each input model's logits in class order (multiclass), enable the weighted blend."""
     splits = inner_splits(y, settings)
     candidates = []
+    if settings.model in ("auto", "logistic") and len(groups):
+        candidates.append(_weighted_blend(X, y, splits, list(groups), n_out))
     if settings.model in ("auto", "logistic"):
         every = np.arange(X.shape[1])
         column_sets = [(every, "")] + ([(np.flatnonzero(~optional), ", no knn")] if optional.any() and (~optional).any() else [])
@@ -260,11 +300,14 @@ def stack_lgbm(
     settings: StackSettings,
     progress: bool = True,
     optional_columns: list[str] = (),
+    blend_groups: list[list[str]] = (),
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Out-of-fold and test probabilities of a stack over the same folds as its inputs.
 
     Per outer fold (and, multilabel, per label) the model is chosen by inner CV on that fold's training rows:
-    logistic blends (settings.logistic_c, with and without optional_columns) and LightGBM (settings.model limits it).
+    a weighted blend of the input models' logits (multiclass, when blend_groups names each input's C columns in
+    class order), logistic blends (settings.logistic_c, with and without optional_columns) and LightGBM
+    (settings.model limits it).
     Returns (oof (N, C), test (N_test, C), info). info["models"][f] is the chosen model per fold (a list per label
     for multilabel), info["inner_cv_loss"][f] every candidate's inner log loss (a list of dicts per label),
     info["best_rounds"][f] LightGBM's round count there (0 where another model was chosen or a label is constant
@@ -277,6 +320,10 @@ def stack_lgbm(
     # Plain float arrays: LightGBM rejects some characters in feature names (':', ',', brackets) that experiment names may contain.
     x_all, x_test = X.to_numpy(dtype=np.float64), X_test.to_numpy(dtype=np.float64)
     optional = np.isin(X.columns.astype(str), list(map(str, optional_columns)))
+    position = {str(c): i for i, c in enumerate(X.columns)}
+    groups = [np.array([position[str(c)] for c in group]) for group in blend_groups if all(str(c) in position for c in group)]
+    if task == "multiclass" and any(len(g) != num_classes for g in groups):
+        raise SolverError(f"stack blend_groups must name {num_classes} columns per input (one per class)")
     n_folds = int(folds.max()) + 1
     oof = np.zeros((len(X), num_classes))
     test = np.zeros((len(X_test), num_classes))
@@ -287,7 +334,7 @@ def stack_lgbm(
         n_rows = int(train.sum())
         if task == "multiclass":
             params = _params(settings, "multiclass", num_classes, n_rows)
-            best, losses = _choose(params, x_all[train], y[train], settings, num_classes, optional)
+            best, losses = _choose(params, x_all[train], y[train], settings, num_classes, optional, groups)
             oof[valid] = best.predict(x_all[valid])
             test += best.predict(x_test) / n_folds
             gain += best.gain if best.gain is not None else 0

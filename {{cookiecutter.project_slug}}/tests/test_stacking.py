@@ -186,3 +186,20 @@ def test_unknown_stack_model_is_one_clear_error():
     X = frame(a, b)
     with pytest.raises(SolverError, match="stack model 'ridge' is unknown"):
         stack_lgbm(X, y, folds, X, "multiclass", C, replace(AUTO, model="ridge"), progress=False)
+
+
+def test_weighted_blend_of_a_strong_and_a_weak_input_is_no_worse_than_the_strong_one():
+    """A strong and a much weaker input (the USPS case): the one-weight-per-input blend is a candidate, its weight on
+    the weak input is the smaller, and the stack's OOF is at least as accurate as the strong input alone."""
+    rng = np.random.default_rng(11)
+    y = rng.integers(0, C, N)
+    folds = rng.permutation(np.arange(N) % K)
+    strong = np.log(softmax(np.eye(C)[y] * 2.5 + rng.normal(0, 1, (N, C))))
+    weak = np.log(softmax(np.eye(C)[y] * 0.6 + rng.normal(0, 1, (N, C))))
+    X = frame(strong, weak)
+    groups = [[f"exp{m}:c{j}" for j in range(C)] for m in range(2)]
+    oof, _, info = stack_lgbm(X, y, folds, X.iloc[:10], "multiclass", C, AUTO, progress=False, blend_groups=groups)
+    assert all(any(name.startswith("blend(") for name in losses) for losses in info["inner_cv_loss"])
+    blends = [m for m in info["models"] if m.startswith("blend(")]
+    assert blends and all(float(m[6:-1].split(", ")[0]) > float(m[6:-1].split(", ")[1]) for m in blends)
+    assert (oof.argmax(1) == y).mean() >= (strong.argmax(1) == y).mean() - 0.005
