@@ -100,6 +100,7 @@ def level2_configs(tta_source: str) -> dict[str, dict[str, dict]]:
         "stacks": {
             "stack": {"inputs": [MODEL_A, MODEL_B], "knn": [MODEL_A]},  # the default: logistic or LightGBM by inner CV
             "stack_lgbm": {"inputs": [MODEL_A, MODEL_B], "knn": [MODEL_A], "lgbm": {"model": "lgbm"}},
+            "stack_tta": {"inputs": [tta_source, MODEL_B], "knn": [MODEL_A]},  # the best level-1 source in place of the plain one
         },
     }
 
@@ -152,6 +153,7 @@ def run_stages(root: Path, comp: str, tta: int) -> None:
     ensemble_stage(root, comp, "ens_caruana")
     stack_stage(root, comp, "stack")
     stack_stage(root, comp, "stack_lgbm")
+    stack_stage(root, comp, "stack_tta")
 
 
 def sources_of(comp: Competition) -> list[dict]:

@@ -102,7 +102,9 @@ def test_level2_gain_prints_every_source_against_the_best_single_model(repo, tmp
     args = ["--root", str(tmp_path / "repo"), "--data", str(data), "--answers", str(tmp_path / "answers.csv"), "--comp", "tiny"]
     out = run(repo, "level2_gain.py", *args, "--size", "16", "--epochs", "3", "--batch", "16", "--folds", "2", "--tta", "2", "--draws", "20")
     rows = table(out)
-    assert {"a_resnet10t", "b_regnetx", "a_resnet10t/tta2", "a_resnet10t/knn", "ens_mean", "ens_caruana", "stack", "stack_lgbm"} <= set(rows)
+    assert {"a_resnet10t", "b_regnetx", "a_resnet10t/tta2", "a_resnet10t/knn", "ens_mean", "ens_caruana", "stack", "stack_lgbm", "stack_tta"} <= set(
+        rows
+    )
     best = next(line for line in out.splitlines() if "against the best single model on CV" in line)
     reference = best.split("(")[1].split(")")[0]
     assert reference in ("a_resnet10t", "b_regnetx")
