@@ -277,7 +277,18 @@ def stack_stage(root: Path, comp_name: str, name: str) -> dict:
         X_test.append(_metadata(test, cfg.metadata, comp.data_dir / comp.cfg.test_csv))
     X, X_test = pd.concat(X, axis=1), pd.concat(X_test, axis=1)
     settings = StackSettings(**{**cfg.lgbm.model_dump(), "logistic_c": tuple(cfg.lgbm.logistic_c)})
-    oof, test, info = stack_lgbm(X, y, folds, X_test, task, comp.num_classes, settings, optional_columns=knn_columns, blend_groups=blend_groups)
+    oof, test, info = stack_lgbm(
+        X,
+        y,
+        folds,
+        X_test,
+        task,
+        comp.num_classes,
+        settings,
+        optional_columns=knn_columns,
+        blend_groups=blend_groups,
+        metric=comp.metric if task == "multiclass" else None,
+    )
     print("stack model per fold (inner CV): " + "; ".join(map(str, info["models"])))
     if info["knn_gain"] is not None:
         print(f"kNN block: saves {info['knn_gain']:+.4f} inner-CV log loss (mean over fold models; <= 0: it does not help)")

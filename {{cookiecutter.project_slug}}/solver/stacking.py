@@ -163,6 +163,7 @@ class Candidate:
     predict: object  # callable: rows -> (n,) positive-class or (n, C) class probabilities
     rounds: int = 0
     gain: np.ndarray | None = None
+    inner: np.ndarray | None = None  # its inner-CV predictions of the training rows, scored by the competition's metric
 
 
 def _lgbm(params: dict, X: np.ndarray, y: np.ndarray, splits, settings: StackSettings) -> Candidate:
@@ -182,12 +183,17 @@ def _lgbm(params: dict, X: np.ndarray, y: np.ndarray, splits, settings: StackSet
     # lgb.cv truncates its history at the best iteration once early stopping fires (or at the last round).
     mean_key = next(k for k in result if k.endswith("-mean"))
     rounds, loss = len(result[mean_key]), float(result[mean_key][-1])
+    boosters = result["cvbooster"].boosters
+    inner = None
+    for booster, (_, score_rows) in zip(boosters, splits):
+        p = booster.predict(X[score_rows], num_iteration=rounds)
+        inner = np.zeros((len(y), *p.shape[1:])) if inner is None else inner
+        inner[score_rows] = p
     if settings.refit:
         booster = lgb.train(params, lgb.Dataset(X, y, params={"verbosity": -1}), num_boost_round=rounds)
-        return Candidate("lgbm", loss, booster.predict, rounds, booster.feature_importance(importance_type="gain"))
-    boosters = result["cvbooster"].boosters
+        return Candidate("lgbm", loss, booster.predict, rounds, booster.feature_importance(importance_type="gain"), inner)
     gain = np.mean([b.feature_importance(importance_type="gain", iteration=rounds) for b in boosters], axis=0)
-    return Candidate("lgbm", loss, lambda x: np.mean([b.predict(x, num_iteration=rounds) for b in boosters], axis=0), rounds, gain)
+    return Candidate("lgbm", loss, lambda x: np.mean([b.predict(x, num_iteration=rounds) for b in boosters], axis=0), rounds, gain, inner)
 
 
 def _logistic_fit(X: np.ndarray, y: np.ndarray, c: float, n_out: int):
@@ -215,7 +221,7 @@ def _logistic(X: np.ndarray, y: np.ndarray, splits, c: float, n_out: int, column
         inner[score_rows] = _logistic_fit(X[fit_rows][:, columns], y[fit_rows], c, n_out)(X[score_rows][:, columns])
     loss = log_loss(y, np.clip(inner, 1e-15, 1), labels=list(range(n_out)))
     fitted = _logistic_fit(X[:, columns], y, c, n_out)
-    return Candidate(f"logistic(C={c:g}{label})", float(loss), lambda x: fitted(x[:, columns]))
+    return Candidate(f"logistic(C={c:g}{label})", float(loss), lambda x: fitted(x[:, columns]), inner=inner)
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -249,13 +255,22 @@ def _weighted_blend(X: np.ndarray, y: np.ndarray, splits, groups: list[np.ndarra
         inner[score_rows] = _weighted_blend_fit(X[fit_rows], y[fit_rows], groups, n_out)[0](X[score_rows])
     fitted, weights = _weighted_blend_fit(X, y, groups, n_out)
     name = "blend(" + ", ".join(f"{w:.2f}" for w in weights) + ")"
-    return Candidate(name, float(log_loss(y, np.clip(inner, 1e-15, 1), labels=list(range(n_out)))), fitted)
+    return Candidate(name, float(log_loss(y, np.clip(inner, 1e-15, 1), labels=list(range(n_out)))), fitted, inner=inner)
 
 
 def _choose(
-    params: dict, X: np.ndarray, y: np.ndarray, settings: StackSettings, n_out: int, optional: np.ndarray, groups: list[np.ndarray] = ()
+    params: dict,
+    X: np.ndarray,
+    y: np.ndarray,
+    settings: StackSettings,
+    n_out: int,
+    optional: np.ndarray,
+    groups: list[np.ndarray] = (),
+    metric=None,
 ) -> tuple[Candidate, dict]:
-    """Every candidate scored on the same inner folds of (X, y); the lowest inner log loss wins.
+    """Every candidate scored on the same inner folds of (X, y); the best inner score by metric wins (log loss
+    breaks ties), or without a metric the lowest inner log loss. A stack scored by accuracy is chosen by accuracy:
+    the lowest log loss can move argmaxes the wrong way.
 
     optional marks a block of columns (the kNN features) that the logistic blends try with and without; groups,
     the columns of each input model's logits in class order (multiclass), enable the weighted blend."""
@@ -270,8 +285,10 @@ def _choose(
             candidates += [_logistic(X, y, splits, c, n_out, columns, label) for columns, label in column_sets]
     if settings.model in ("auto", "lgbm"):
         candidates.append(_lgbm(params, X, y, splits, settings))
-    best = min(candidates, key=lambda cand: cand.loss)
-    return best, {cand.name: cand.loss for cand in candidates}
+    scores = {cand.name: float(metric(y, cand.inner)) for cand in candidates} if metric is not None else {}
+    sign = 1 if metric is None or metric.greater_is_better else -1
+    best = min(candidates, key=lambda cand: (-sign * scores.get(cand.name, 0.0), cand.loss))
+    return best, {cand.name: cand.loss for cand in candidates}, scores
 
 
 def _binary_column(predict):
@@ -301,13 +318,14 @@ def stack_lgbm(
     progress: bool = True,
     optional_columns: list[str] = (),
     blend_groups: list[list[str]] = (),
+    metric=None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Out-of-fold and test probabilities of a stack over the same folds as its inputs.
 
     Per outer fold (and, multilabel, per label) the model is chosen by inner CV on that fold's training rows:
     a weighted blend of the input models' logits (multiclass, when blend_groups names each input's C columns in
     class order), logistic blends (settings.logistic_c, with and without optional_columns) and LightGBM
-    (settings.model limits it).
+    (settings.model limits it). metric (multiclass): candidates are ranked by it on the inner CV, log loss breaking ties.
     Returns (oof (N, C), test (N_test, C), info). info["models"][f] is the chosen model per fold (a list per label
     for multilabel), info["inner_cv_loss"][f] every candidate's inner log loss (a list of dicts per label),
     info["best_rounds"][f] LightGBM's round count there (0 where another model was chosen or a label is constant
@@ -328,13 +346,14 @@ def stack_lgbm(
     oof = np.zeros((len(X), num_classes))
     test = np.zeros((len(X_test), num_classes))
     gain = np.zeros(X.shape[1])
-    best_rounds, inner_loss, models = [], [], []
+    best_rounds, inner_loss, inner_score, models = [], [], [], []
     for f in tqdm(range(n_folds), desc="stack", leave=False, disable=not progress):
         train, valid = folds != f, folds == f
         n_rows = int(train.sum())
         if task == "multiclass":
             params = _params(settings, "multiclass", num_classes, n_rows)
-            best, losses = _choose(params, x_all[train], y[train], settings, num_classes, optional, groups)
+            best, losses, scores = _choose(params, x_all[train], y[train], settings, num_classes, optional, groups, metric)
+            inner_score.append(scores)
             oof[valid] = best.predict(x_all[valid])
             test += best.predict(x_test) / n_folds
             gain += best.gain if best.gain is not None else 0
@@ -354,7 +373,7 @@ def stack_lgbm(
                 fold_loss.append({})
                 fold_models.append("constant")
                 continue
-            best, losses = _choose(params, x_all[train], y_j, settings, 2, optional)
+            best, losses, _ = _choose(params, x_all[train], y_j, settings, 2, optional)
             predict = _binary_column(best.predict)
             oof[valid, j] = predict(x_all[valid])
             test[:, j] += predict(x_test) / n_folds
@@ -370,6 +389,7 @@ def stack_lgbm(
         "models": models,
         "best_rounds": best_rounds,
         "inner_cv_loss": inner_loss,
+        "inner_cv_score": inner_score,  # multiclass with a metric: every candidate's inner-CV score per fold
         "feature_importance": dict(zip(map(str, X.columns), gain.tolist())),
         "knn_gain": knn_block_gain(flat_losses),
     }

@@ -203,3 +203,15 @@ def test_weighted_blend_of_a_strong_and_a_weak_input_is_no_worse_than_the_strong
     blends = [m for m in info["models"] if m.startswith("blend(")]
     assert blends and all(float(m[6:-1].split(", ")[0]) > float(m[6:-1].split(", ")[1]) for m in blends)
     assert (oof.argmax(1) == y).mean() >= (strong.argmax(1) == y).mean() - 0.005
+
+
+def test_with_a_metric_the_candidate_with_the_best_inner_score_wins():
+    """Accuracy-scored competitions choose the stack by inner-CV accuracy (log loss breaks ties), not by log loss."""
+    y, folds, a, b = complementary(seed=12)
+    X = frame(logits(a), logits(b))
+    acc = get_metric("accuracy", "multiclass")
+    _, _, info = stack_lgbm(X, y, folds, X.iloc[:10], "multiclass", C, AUTO, progress=False, metric=acc)
+    for model, scores, losses in zip(info["models"], info["inner_cv_score"], info["inner_cv_loss"]):
+        assert set(scores) == set(losses)
+        top = max(scores.values())
+        assert scores[model] == top and losses[model] == min(v for k, v in losses.items() if scores[k] == top)
