@@ -49,7 +49,7 @@ def test_every_stage_adds_a_leaderboard_row_and_can_be_submitted(tmp_path, capsy
     assert stack["kind"] == "stack"
     # The stack says how alike its inputs are, which model each fold chose by inner CV, and what the kNN block earned.
     assert set(stack["oof_correlation"]) == {"tiny ~ tiny2"} and -1 <= stack["oof_correlation"]["tiny ~ tiny2"] <= 1
-    assert len(stack["models"]) == comp_folds(tmp_path) and all(m.startswith(("logistic", "lgbm")) for m in stack["models"])
+    assert len(stack["models"]) == comp_folds(tmp_path) and all(m.startswith(("blend(", "logistic", "lgbm")) for m in stack["models"])
     out = capsys.readouterr().out
     assert "OOF correlation of the inputs" in out and "stack model per fold (inner CV)" in out and "kNN block: saves" in out
     comp = Competition.load(tmp_path, "synth")
