@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Benchmark, not a test: the cost of the solver's TTA-N, side by side in one process, against
 (a) N plain forward passes over the same images (the model's share: the floor for any TTA), and
-(b) ttach (pip install ttach) with its 8 dihedral views, where the solver draws 8 random dihedral views (A.D4).
+(b) ttach (pip install ttach) with its 8 dihedral views, where the solver draws 8 random dihedral views (A.D4), and
+(c) the solver's TTA=auto path: N fixed views (identity, flips, shifts, scales) made on the batch tensor.
 
 Prints each time and the ratios. CPU by default; --device cuda on a GPU.
 
@@ -23,6 +24,7 @@ from albumentations.pytorch import ToTensorV2  # noqa: E402
 
 from solver.data import ImageDataset  # noqa: E402
 from solver.tta import ViewsDataset, predict_tta  # noqa: E402
+from solver.tta_auto import candidate_views, predict_views  # noqa: E402
 
 
 def timed(fn, repeats: int = 3) -> float:
@@ -63,7 +65,16 @@ def main() -> None:
         views = ViewsDataset(base, plain, A.Compose([A.D4(p=1.0), *normalize]), args.views, seed=0)
         predict_tta(model, views, "multiclass", "probabilities", max(1, args.batch // args.views), device)
 
-    results = {"N plain forward passes": timed(plain_passes), f"solver TTA-{args.views} (random D4 views)": timed(solver_tta)}
+    fixed = candidate_views([{"name": "HorizontalFlip"}, {"name": "VerticalFlip"}])[: args.views]
+
+    def solver_fixed_views():
+        predict_views(model, base, fixed, max(1, args.batch // len(fixed)), device)
+
+    results = {
+        "N plain forward passes": timed(plain_passes),
+        f"solver TTA-{args.views} (random D4 views)": timed(solver_tta),
+        f"solver TTA=auto path ({len(fixed)} fixed views)": timed(solver_fixed_views),
+    }
     try:
         import ttach
 
@@ -82,7 +93,7 @@ def main() -> None:
         f"{args.images} images of {args.size}x{args.size}, {args.model}, {args.views} views, device {device}, torch threads {torch.get_num_threads()}"
     )
     for name, seconds in results.items():
-        print(f"{name:38s} {seconds:7.3f} s   {seconds / floor:5.2f}x the plain passes")
+        print(f"{name:42s} {seconds:7.3f} s   {seconds / floor:5.2f}x the plain passes")
 
 
 if __name__ == "__main__":

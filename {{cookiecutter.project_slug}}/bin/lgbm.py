@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""LightGBM level 2 as declared in <comp>/stacks/<name>.yaml: over the OOF predictions of sources, kNN features and
-metadata columns, on the competition's folds (rounds chosen by lightgbm.cv inside each fold). Writes
-runs/<comp>/<name>/ and a leaderboard row.
+"""Level 2 as declared in <comp>/stacks/<name>.yaml: over the OOF logits of sources, kNN features and metadata
+columns, on the competition's folds; per fold, a logistic blend or LightGBM, whichever an inner CV on the fold's
+training rows prefers (lgbm.model). Writes runs/<comp>/<name>/ and a leaderboard row.
 
 python bin/lgbm.py --comp digits --name stack001
 """

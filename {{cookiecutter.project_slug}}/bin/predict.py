@@ -1,10 +1,12 @@
 #!/usr/bin/env python
 """Recompute OOF and test predictions from every finished fold's best checkpoint, optionally with TTA-N
-(written as a source of its own, <exp>/ttaN, with its leaderboard row).
+(written as a source of its own, <exp>/ttaN, with its leaderboard row). --tta auto: fixed views (identity, the
+flips training used, shifts, scales) chosen on OOF fold-safely, written as <exp>/tta_auto only when it beats the plain CV.
 
-python bin/predict.py --comp digits --exp exp001_resnet10t [--tta 8]
+python bin/predict.py --comp digits --exp exp001_resnet10t [--tta 8 | --tta auto]
 """
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -15,9 +17,22 @@ from solver.errors import run_cli  # noqa: E402
 from solver.experiment import predict_experiment  # noqa: E402
 
 
+def tta_arg(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is neither a number of views nor auto") from None
+
+
 def main() -> None:
     parser = make_parser(__doc__, overrides=True)
-    parser.add_argument("--tta", type=int, help="TTA-N: N views per image (tta.* keys of the experiment set the pipeline and averaging)")
+    parser.add_argument(
+        "--tta",
+        type=tta_arg,
+        help="TTA-N: N views per image (tta.* keys of the experiment set the pipeline and averaging); auto: views chosen on OOF",
+    )
     parser.add_argument("--name", help="the run folder under runs/<comp>/ (default: the experiment's name)")
     args = parser.parse_args()
     predict_experiment(args.root, args.comp, args.exp, args.overrides, run_name=args.name, tta=args.tta)

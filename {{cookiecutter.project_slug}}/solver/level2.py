@@ -2,7 +2,7 @@
 
   <exp>/knn    kNN features from the experiment's embeddings (make knn), scored by their label distribution
   <ensemble>   a mean / Caruana-weighted / rank average of sources (make ensemble)
-  <stack>      LightGBM over sources' OOF predictions, kNN features and metadata (make lgbm)
+  <stack>      logistic blend or LightGBM (chosen by inner CV) over sources' OOF logits, kNN features and metadata (make lgbm)
 
 Every source was computed on the same folds file; each stage checks that its inputs agree on folds and classes
 before it starts, and scores its OOF with the competition's metric for the leaderboard.
@@ -241,32 +241,79 @@ def ensemble_stage(root: Path, comp_name: str, name: str) -> dict:
     return write_source(comp, name, "ensemble", oof, test, y, folds, extra)
 
 
+def to_logits(probs: np.ndarray, task: str) -> np.ndarray:
+    """Level-1 probabilities as the stack's features: log-probabilities (multiclass) or log-odds (multilabel).
+    A linear blend of logits is a product of experts; near 0 and 1, where strong models live, probabilities squash
+    the differences a stacker needs."""
+    p = np.clip(probs, 1e-6, 1 - 1e-6)
+    return np.log(p) if task == "multiclass" else np.log(p / (1 - p))
+
+
+def true_label_loglik(probs: np.ndarray, y: np.ndarray, task: str) -> np.ndarray:
+    """Per row (multiclass) or per cell (multilabel): log-probability given to the true label."""
+    p = np.clip(probs, 1e-6, 1 - 1e-6)
+    if task == "multiclass":
+        return np.log(p[np.arange(len(y)), y])
+    return np.log(np.where(y == 1, p, 1 - p)).ravel()
+
+
+def oof_correlations(sources: list[Source], y: np.ndarray, task: str) -> dict[str, float]:
+    """Pearson correlation of every pair of inputs' OOF log-likelihood of the truth: near 1, they err on the same rows
+    and a stack has little to combine."""
+    ll = [true_label_loglik(s.oof, y, task) for s in sources]
+    return {f"{a.name} ~ {b.name}": float(np.corrcoef(ll[i], ll[j])[0, 1]) for i, a in enumerate(sources) for j, b in enumerate(sources) if i < j}
+
+
 def stack_stage(root: Path, comp_name: str, name: str) -> dict:
     comp, cfg, (y, folds, train_ids, test_ids), sources = _level2_inputs(root, comp_name, "stacks", name, StackConfig)
-    X, X_test = [], []
+    task = comp.cfg.task
+    correlations = oof_correlations(sources, y, task)
+    if correlations:
+        print("OOF correlation of the inputs (log-likelihood of the truth): " + ", ".join(f"{k} {v:.3f}" for k, v in correlations.items()))
+    X, X_test, knn_columns, blend_groups = [], [], [], []
     for source in sources:
         columns = [f"{source.name}:{c}" for c in comp.classes]
-        X.append(pd.DataFrame(source.oof, columns=columns))
-        X_test.append(pd.DataFrame(source.test, columns=columns))
+        blend_groups.append(columns)
+        X.append(pd.DataFrame(to_logits(source.oof, task), columns=columns))
+        X_test.append(pd.DataFrame(to_logits(source.test, task), columns=columns))
     for exp_name in cfg.knn:
         oof_features, test_features = load_knn_features(comp, exp_name, train_ids, test_ids)
         X.append(oof_features)
         X_test.append(test_features)
+        knn_columns += list(oof_features.columns)
     if cfg.metadata:
         train, test = comp.read_train(), comp.read_test()
         X.append(_metadata(train, cfg.metadata, comp.data_dir / comp.cfg.train_csv))
         X_test.append(_metadata(test, cfg.metadata, comp.data_dir / comp.cfg.test_csv))
     X, X_test = pd.concat(X, axis=1), pd.concat(X_test, axis=1)
-    settings = StackSettings(**cfg.lgbm.model_dump())
-    oof, test, info = stack_lgbm(X, y, folds, X_test, comp.cfg.task, comp.num_classes, settings)
+    settings = StackSettings(**{**cfg.lgbm.model_dump(), "logistic_c": tuple(cfg.lgbm.logistic_c)})
+    oof, test, info = stack_lgbm(
+        X,
+        y,
+        folds,
+        X_test,
+        task,
+        comp.num_classes,
+        settings,
+        optional_columns=knn_columns,
+        blend_groups=blend_groups,
+        metric=comp.metric if task == "multiclass" else None,
+    )
+    print("stack model per fold (inner CV): " + "; ".join(map(str, info["models"])))
+    if info["knn_gain"] is not None:
+        print(f"kNN block: saves {info['knn_gain']:+.4f} inner-CV log loss (mean over fold models; <= 0: it does not help)")
     importance = pd.Series(info["feature_importance"], index=X.columns).sort_values(ascending=False)
-    print("top features by gain: " + ", ".join(f"{k} {v:.0f}" for k, v in importance.head(8).items()))
+    if importance.iloc[0] > 0:
+        print("top LightGBM features by gain: " + ", ".join(f"{k} {v:.0f}" for k, v in importance.head(8).items()))
     extra = {
-        "model": f"lgbm({len(X.columns)} features)",
+        "model": f"stack({len(X.columns)} features)",
         "inputs": cfg.inputs,
         "knn": cfg.knn,
         "metadata": cfg.metadata,
+        "models": info["models"],
         "best_rounds": info["best_rounds"],
+        "knn_gain": info["knn_gain"],
+        "oof_correlation": correlations,
         "lgbm": cfg.lgbm.model_dump(),
     }
     return write_source(comp, name, "stack", oof, test, y, folds, extra)

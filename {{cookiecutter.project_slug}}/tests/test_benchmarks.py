@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-import pytest
+import pandas as pd
 
 
 def run(repo, script: str, *args: str) -> str:
@@ -49,17 +49,21 @@ def test_knn_backends_rejects_a_bad_interpreter_flag(repo):
     assert proc.returncode != 0 and "must be LABEL=PATH" in proc.stderr
 
 
-def test_stack_overhead_prints_stack_bare_and_its_parts(repo):
+def test_stack_overhead_prints_the_peer_and_every_stack(repo):
     out = run(repo, "stack_overhead.py", "--rows", "300", "--test-rows", "30", "--classes", "3", "--models", "2", "--folds", "3")
     rows = table(out)
-    assert len(rows) == 5
-    bare, stack, inner, refit, rest = rows.values()
-    assert bare[1] == "1.0x" and stack[1].endswith("x")
-    # Rounds and rows x rounds are counted, not timed: the stack trains 3 inner models and one refit per fold, the bare model once.
-    for col in (2, 4):
-        work = [float(r[col].replace(",", "")) for r in (bare, stack, inner, refit, rest)]
-        assert work[1] == pytest.approx(work[2] + work[3]) and work[1] > work[0] > 0 and work[4] == 0
-    assert "ratio stack / bare:" in out
+    assert len(rows) == 4
+    peer, *stacks = rows.values()
+    assert list(rows)[0].startswith("peer: lightgbm.cv") and peer[1] == "1.00x" and all(r[1].endswith("x") for r in stacks)
+    for cells in rows.values():
+        loss, acc, shuffled_loss, shuffled_acc = map(float, cells[2:6])
+        assert 0 < loss and 0 <= acc <= 1 and 0 < shuffled_loss and 0 <= shuffled_acc <= 1
+        assert acc > shuffled_acc  # the real labels carry signal; shuffled ones do not
+
+
+def test_tta_cost_prints_plain_random_and_fixed_views(repo):
+    out = run(repo, "tta_cost.py", "--images", "8", "--views", "4", "--size", "16", "--batch", "8")
+    assert "N plain forward passes" in out and "solver TTA-4 (random D4 views)" in out and "solver TTA=auto path (4 fixed views)" in out
 
 
 def test_training_throughput_prints_solver_bare_and_their_ratio(repo):
@@ -89,3 +93,29 @@ def test_loader_gpu_check_and_prior_shift_run_on_a_trained_competition(repo, tmp
     samples = [line.split()[0] for line in shift.splitlines() if line.strip().startswith(("none", "dirichlet"))]
     assert samples == ["none", "dirichlet", "dirichlet"]  # the unshifted control and two shifted samples
     assert "prior MAE" in shift and "log loss" in shift and "accuracy" in shift
+
+
+def test_level2_gain_prints_every_source_against_the_best_single_model(repo, tmp_path):
+    """Two tiny models on a synthetic Kaggle-format competition: every stage runs and has a row; a second run reuses
+    the trained folds (resumable)."""
+    from tests.synthetic import make_competition
+
+    make_competition(tmp_path / "kaggle", n_train=60, n_test=18, size=16)
+    data = tmp_path / "kaggle/data/synth"
+    test = pd.read_csv(data / "test.csv")
+    labels = ["cat", "dog", "fox"]  # make_competition's classes; row i of the whole set is class i % 3
+    answers = test.assign(label=[labels[(60 + i) % 3] for i in range(len(test))])
+    answers.to_csv(tmp_path / "answers.csv", index=False)
+    args = ["--root", str(tmp_path / "repo"), "--data", str(data), "--answers", str(tmp_path / "answers.csv"), "--comp", "tiny"]
+    out = run(repo, "level2_gain.py", *args, "--size", "16", "--epochs", "3", "--batch", "16", "--folds", "2", "--tta", "2", "--draws", "20")
+    rows = table(out)
+    assert {"a_resnet10t", "b_regnetx", "a_resnet10t/tta2", "a_resnet10t/knn", "ens_mean", "ens_caruana", "stack", "stack_lgbm", "stack_tta"} <= set(
+        rows
+    )
+    best = next(line for line in out.splitlines() if "against the best single model on CV" in line)
+    reference = best.split("(")[1].split(")")[0]
+    assert reference in ("a_resnet10t", "b_regnetx")
+    assert rows[reference][3] == "+0.0000" and rows[reference][5] == "+0.0000"  # the reference against itself
+    assert all(float(cells[4]) >= 0 and float(cells[6]) >= 0 for cells in rows.values())  # standard errors
+    again = run(repo, "level2_gain.py", *args, "--size", "16", "--epochs", "3", "--batch", "16", "--folds", "2", "--tta", "2", "--draws", "20")
+    assert "nothing to train" in again

@@ -9,7 +9,7 @@ from solver.competition import Competition
 from solver.errors import SolverError
 from solver.experiment import predict_experiment, train_experiment
 from solver.leaderboard import write_leaderboard
-from solver.level2 import ensemble_stage, knn_stage, stack_stage
+from solver.level2 import ensemble_stage, knn_stage, stack_stage, to_logits
 from solver.submission import make_submission
 from tests.synthetic import TINY_EXPERIMENT, make_competition
 
@@ -35,7 +35,7 @@ def _two_experiments(tmp_path, shuffle_labels=False, n_train=96):
     _write(tmp_path / "synth/ensembles/ens_caruana.yaml", {"inputs": ["tiny", "tiny2", "tiny/tta2"], "method": "caruana", "iterations": 5})
 
 
-def test_every_stage_adds_a_leaderboard_row_and_can_be_submitted(tmp_path):
+def test_every_stage_adds_a_leaderboard_row_and_can_be_submitted(tmp_path, capsys):
     _two_experiments(tmp_path)
     predict_experiment(tmp_path, "synth", "tiny", tta=2)
     knn = knn_stage(tmp_path, "synth", "tiny")
@@ -47,6 +47,11 @@ def test_every_stage_adds_a_leaderboard_row_and_can_be_submitted(tmp_path):
     assert set(caruana["weights"]) == {"tiny", "tiny2", "tiny/tta2"} and sum(caruana["weights"].values()) == pytest.approx(1)
     stack = stack_stage(tmp_path, "synth", "stack1")
     assert stack["kind"] == "stack"
+    # The stack says how alike its inputs are, which model each fold chose by inner CV, and what the kNN block earned.
+    assert set(stack["oof_correlation"]) == {"tiny ~ tiny2"} and -1 <= stack["oof_correlation"]["tiny ~ tiny2"] <= 1
+    assert len(stack["models"]) == comp_folds(tmp_path) and all(m.startswith(("blend(", "logistic", "lgbm")) for m in stack["models"])
+    out = capsys.readouterr().out
+    assert "OOF correlation of the inputs" in out and "stack model per fold (inner CV)" in out and "kNN block: saves" in out
     comp = Competition.load(tmp_path, "synth")
     board, text = write_leaderboard(comp)
     assert set(board["source"]) == {"tiny", "tiny2", "tiny/tta2", "tiny/knn", "ens_mean", "ens_caruana", "stack1"}
@@ -61,6 +66,17 @@ def test_every_stage_adds_a_leaderboard_row_and_can_be_submitted(tmp_path):
     assert set(board[board["stale"]]["source"]) == {"ens_mean", "ens_caruana", "stack1"}
     with pytest.raises(SolverError, match="stack1 is stale: its input 'tiny2' changed"):
         make_submission(comp, tmp_path / "runs/synth/stack1")
+
+
+def comp_folds(root) -> int:
+    return Competition.load(root, "synth").cfg.n_folds
+
+
+def test_stack_features_are_logits():
+    probs = np.array([[0.7, 0.2, 0.1], [1.0, 0.0, 0.0]])
+    np.testing.assert_allclose(to_logits(probs, "multiclass")[0], np.log([0.7, 0.2, 0.1]))
+    assert np.isfinite(to_logits(probs, "multiclass")).all()  # a probability of 0 is clipped, not -inf
+    np.testing.assert_allclose(to_logits(np.array([[0.5, 0.9]]), "multilabel"), [[0.0, np.log(9)]])
 
 
 def test_shuffled_labels_keep_knn_and_stack_at_chance(tmp_path):

@@ -1,13 +1,16 @@
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from solver.errors import SolverError
 from solver.metrics import get_metric
-from solver.stacking import StackSettings, stack_lgbm
+from solver.stacking import StackSettings, min_data_in_leaf, stack_lgbm
 
 # Small and quick: few rows, a coarse learning rate, and a short patience keep every stack under a second or two.
-FAST = StackSettings(num_boost_round=300, early_stopping_rounds=20, learning_rate=0.1, num_threads=1)
+FAST = StackSettings(num_boost_round=300, early_stopping_rounds=20, learning_rate=0.1, num_threads=1, model="lgbm")
+AUTO = replace(FAST, model="auto")
 N, C, K = 800, 4, 5
 
 
@@ -110,3 +113,105 @@ def test_bad_rows_and_folds():
         stack_lgbm(missing, y, folds, X, "multiclass", C, FAST, progress=False)
     with pytest.raises(SolverError, match="objective"):
         stack_lgbm(X, y, folds, X, "multiclass", C, StackSettings(extra_params={"objective": "regression"}), progress=False)
+
+
+def logits(p: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(p, 1e-6, 1))
+
+
+def test_auto_chooses_per_fold_by_inner_cv_and_never_sees_the_fold_labels():
+    """Two models with independent errors on the same signal: the sum of their logits is the best blend, the inner
+    CV picks a logistic one, and the choice and the predictions for fold f stay the same when only fold f's labels change."""
+    y, folds, _, _ = complementary(seed=4)
+    rng = np.random.default_rng(10)
+    a, b = (np.eye(C)[y] * 1.5 + rng.normal(0, 1, (N, C)) for _ in range(2))
+    X = frame(a, b)
+    f = 1
+    scrambled = y.copy()
+    scrambled[folds == f] = (y[folds == f] + 1) % C
+    oof1, _, info1 = stack_lgbm(X, y, folds, X.iloc[:10], "multiclass", C, AUTO, progress=False)
+    oof2, _, info2 = stack_lgbm(X, scrambled, folds, X.iloc[:10], "multiclass", C, AUTO, progress=False)
+    assert all(set(losses) == {"logistic(C=0.01)", "logistic(C=0.1)", "logistic(C=1)", "lgbm"} for losses in info1["inner_cv_loss"])
+    assert all(m == min(losses, key=losses.get) for m, losses in zip(info1["models"], info1["inner_cv_loss"]))
+    assert sum(m.startswith("logistic") for m in info1["models"]) >= 3
+    assert info1["models"][f] == info2["models"][f]
+    np.testing.assert_array_equal(oof1[folds == f], oof2[folds == f])
+    lgbm_only, _, _ = stack_lgbm(X, y, folds, X.iloc[:10], "multiclass", C, FAST, progress=False)
+    loss = get_metric("log_loss", "multiclass")
+    assert loss(y, oof1) <= loss(y, lgbm_only) + 1e-3  # chosen on inner CV: no worse than the LightGBM stack
+
+
+def test_auto_stack_on_shuffled_labels_stays_at_chance():
+    y, folds, a, b = complementary(seed=6)
+    y = np.random.default_rng(7).permutation(y)
+    X = frame(logits(a), logits(b))
+    oof, _, _ = stack_lgbm(X, y, folds, X.iloc[:10], "multiclass", C, AUTO, progress=False)
+    assert abs((oof.argmax(1) == y).mean() - 1 / C) <= 0.08
+
+
+def test_a_noise_block_is_dropped_and_its_gain_reported():
+    """Columns of noise offered as the optional (kNN) block: the logistic blends try without them, the inner CV
+    says they do not help (knn_gain <= 0 within noise) and no fold keeps them."""
+    y, folds, a, b = complementary(seed=8)
+    X = frame(logits(a), logits(b))
+    noise = pd.DataFrame(np.random.default_rng(9).normal(size=(N, 12)), columns=[f"knn_{i}" for i in range(12)])
+    X = pd.concat([X, noise], axis=1)
+    settings = replace(AUTO, model="logistic", logistic_c=(1.0,))
+    _, _, info = stack_lgbm(X, y, folds, X.iloc[:10], "multiclass", C, settings, progress=False, optional_columns=list(noise.columns))
+    assert all(set(losses) == {"logistic(C=1)", "logistic(C=1, no knn)"} for losses in info["inner_cv_loss"])
+    assert info["knn_gain"] < 0.005
+    assert sum("no knn" in m for m in info["models"]) >= 3
+
+
+def test_multilabel_auto_stack_chooses_per_label():
+    rng = np.random.default_rng(1)
+    n, L = 400, 2
+    folds = np.arange(n) % K
+    y = (rng.random((n, L)) < 0.4).astype(int)
+    p = 1 / (1 + np.exp(-(3 * (2 * y - 1) + rng.normal(0, 1.5, (n, L)))))
+    X = pd.DataFrame(np.log(p / (1 - p)), columns=["a", "b"])
+    oof, _, info = stack_lgbm(X, y, folds, X.iloc[:5], "multilabel", L, AUTO, progress=False)
+    assert all(len(m) == L for m in info["models"]) and ((oof >= 0) & (oof <= 1)).all()
+    assert get_metric("roc_auc", "multilabel")(y, oof) > 0.9
+
+
+def test_min_data_in_leaf_grows_with_the_rows_unless_set():
+    assert min_data_in_leaf(StackSettings(), 1000) == 20
+    assert min_data_in_leaf(StackSettings(), 50_000) == 500
+    assert min_data_in_leaf(StackSettings(min_data_in_leaf=7), 50_000) == 7
+
+
+def test_unknown_stack_model_is_one_clear_error():
+    y, folds, a, b = complementary(n=100)
+    X = frame(a, b)
+    with pytest.raises(SolverError, match="stack model 'ridge' is unknown"):
+        stack_lgbm(X, y, folds, X, "multiclass", C, replace(AUTO, model="ridge"), progress=False)
+
+
+def test_weighted_blend_of_a_strong_and_a_weak_input_is_no_worse_than_the_strong_one():
+    """A strong and a much weaker input (the USPS case): the one-weight-per-input blend is a candidate, its weight on
+    the weak input is the smaller, and the stack's OOF is at least as accurate as the strong input alone."""
+    rng = np.random.default_rng(11)
+    y = rng.integers(0, C, N)
+    folds = rng.permutation(np.arange(N) % K)
+    strong = np.log(softmax(np.eye(C)[y] * 2.5 + rng.normal(0, 1, (N, C))))
+    weak = np.log(softmax(np.eye(C)[y] * 0.6 + rng.normal(0, 1, (N, C))))
+    X = frame(strong, weak)
+    groups = [[f"exp{m}:c{j}" for j in range(C)] for m in range(2)]
+    oof, _, info = stack_lgbm(X, y, folds, X.iloc[:10], "multiclass", C, AUTO, progress=False, blend_groups=groups)
+    assert all(any(name.startswith("blend(") for name in losses) for losses in info["inner_cv_loss"])
+    blends = [m for m in info["models"] if m.startswith("blend(")]
+    assert blends and all(float(m[6:-1].split(", ")[0]) > float(m[6:-1].split(", ")[1]) for m in blends)
+    assert (oof.argmax(1) == y).mean() >= (strong.argmax(1) == y).mean() - 0.005
+
+
+def test_with_a_metric_the_candidate_with_the_best_inner_score_wins():
+    """Accuracy-scored competitions choose the stack by inner-CV accuracy (log loss breaks ties), not by log loss."""
+    y, folds, a, b = complementary(seed=12)
+    X = frame(logits(a), logits(b))
+    acc = get_metric("accuracy", "multiclass")
+    _, _, info = stack_lgbm(X, y, folds, X.iloc[:10], "multiclass", C, AUTO, progress=False, metric=acc)
+    for model, scores, losses in zip(info["models"], info["inner_cv_score"], info["inner_cv_loss"]):
+        assert set(scores) == set(losses)
+        top = max(scores.values())
+        assert scores[model] == top and losses[model] == min(v for k, v in losses.items() if scores[k] == top)

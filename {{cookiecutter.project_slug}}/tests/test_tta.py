@@ -1,5 +1,7 @@
 """TTA views, averaging, the TTA stage as a leaderboard source, and embeddings."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -111,3 +113,78 @@ def test_embeddings_per_fold_are_pre_logits_and_cached(tmp_path):
         pd.read_csv(tmp_path / "data/synth" / name).iloc[:-1].to_csv(tmp_path / "data/synth" / name, index=False)
     _, new_test = embeddings(load_experiment(tmp_path, "synth", "tiny"))
     assert new_test[0].shape[0] == len(exp.test_df) - 1
+
+
+def test_candidate_views_flip_only_where_training_flipped():
+    from solver.tta_auto import candidate_views
+
+    no_flip = candidate_views([{"name": "Affine", "p": 0.8}])
+    assert no_flip[0] == "identity" and "hflip" not in no_flip and "vflip" not in no_flip
+    assert {"shift_left", "shift_right", "shift_up", "shift_down", "scale_0.9", "scale_1.1"} <= set(no_flip)
+    assert "hflip" in candidate_views([{"name": "HorizontalFlip", "p": 0.5}]) and "vflip" not in candidate_views([{"name": "HorizontalFlip"}])
+
+
+def test_fixed_views_flip_and_shift_the_batch():
+    from solver.tta_auto import apply_view
+
+    x = torch.zeros(1, 1, 16, 16)
+    x[0, 0, 5, 3] = 1.0
+    torch.testing.assert_close(apply_view(x, "hflip")[0, 0, 5, 12], torch.tensor(1.0))
+    moved = apply_view(x, "shift_right")  # 1/16 of 16 px: one pixel, exactly
+    assert moved[0, 0, 5, 4] == pytest.approx(1.0, abs=1e-5) and moved[0, 0, 5, 3] == pytest.approx(0.0, abs=1e-5)
+    down = apply_view(x, "shift_down")
+    assert down[0, 0, 6, 3] == pytest.approx(1.0, abs=1e-5)
+    assert apply_view(x, "scale_1.1").shape == x.shape
+
+
+def test_views_are_chosen_on_the_other_folds_only():
+    """Fold k's subset depends on the other folds' rows: scrambling fold k's labels leaves it unchanged. A view that
+    carries the signal is chosen; one of pure noise is not."""
+    from solver.metrics import get_metric
+    from solver.tta_auto import choose_fold_safe
+
+    rng = np.random.default_rng(0)
+    n, c = 600, 3
+    y = rng.integers(0, c, n)
+    folds = np.arange(n) % 3
+    signal = np.eye(c)[y] * 1.2
+    identity = signal + rng.normal(0, 1, (n, c))
+    helpful = signal + rng.normal(0, 1, (n, c))  # an independent noisy look at the same image
+    noise = rng.normal(0, 3, (n, c))
+    logits = np.stack([identity, helpful, noise])
+    metric = get_metric("accuracy", "multiclass")
+    subsets = choose_fold_safe(logits, y, folds, metric, "multiclass")
+    assert all(s[0] == 0 and 1 in s and 2 not in s for s in subsets.values())
+    scrambled = y.copy()
+    scrambled[folds == 1] = (y[folds == 1] + 1) % c
+    assert choose_fold_safe(logits, scrambled, folds, metric, "multiclass")[1] == subsets[1]
+
+
+def test_auto_tta_writes_a_source_only_when_it_beats_the_plain_cv(tmp_path, capsys):
+    make_competition(tmp_path)
+    train_experiment(tmp_path, "synth", "tiny")
+    run = tmp_path / "runs/synth/tiny"
+    plain = json.loads((run / "score.json").read_text())
+    score = predict_experiment(tmp_path, "synth", "tiny", tta="auto")
+    out = capsys.readouterr().out
+    assert "gain per view" in out and "views per fold (chosen on the other folds)" in out
+    assert (run / "fold0/tta_views.npz").is_file()
+    # The identity view through the views path is the plain prediction.
+    with np.load(run / "fold0/tta_views.npz") as saved:
+        identity = torch.from_numpy(saved["oof"][0]).softmax(-1).numpy()
+    fold0 = pd.read_csv(run / "fold0/oof.csv")
+    np.testing.assert_allclose(identity, fold0.iloc[:, 2:].to_numpy(), atol=1e-5)
+    if score is None:
+        assert "tta_auto not written: its CV" in out and not (run / "tta_auto").exists()
+    else:
+        assert score["source"] == "tiny/tta_auto" and score["cv"] > plain["cv"]
+        assert set(json.loads((run / "tta_auto/views.json").read_text())["per_fold"]) == {"0", "1"}
+
+
+def test_tta_n_says_when_it_does_not_beat_the_plain_cv(tmp_path, capsys):
+    make_competition(tmp_path)
+    train_experiment(tmp_path, "synth", "tiny")
+    score = predict_experiment(tmp_path, "synth", "tiny", tta=1)  # the plain view only: equal, so not better
+    lines = [line for line in capsys.readouterr().out.splitlines() if "does not beat the plain" in line]
+    assert len(lines) == 1 and lines[0].startswith("synth/tiny/tta1: CV accuracy")
+    assert score["source"] == "tiny/tta1"  # TTA-N, asked for by number, is still written
