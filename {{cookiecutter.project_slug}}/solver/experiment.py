@@ -102,7 +102,7 @@ class Experiment:
         """The make variables that name this run again in a hint: COMP, EXP, NAME (its own run folder), ARGS."""
         exp = self.config_name or self.name
         args = f"COMP={self.comp.name} EXP={exp}" + (f" NAME={self.name}" if self.name != exp else "")
-        return args + (f" ARGS=\"{' '.join(self.overrides)}\"" if self.overrides else "")
+        return args + (f' ARGS="{" ".join(self.overrides)}"' if self.overrides else "")
 
     def fold_dir(self, k: int) -> Path:
         return self.dir / f"fold{k}"
