@@ -578,7 +578,7 @@ def _check_flow_keys(item: str, value: Any) -> None:
         for key, inner in value.items():
             if inner is None and isinstance(key, str) and ":" in key:
                 name, _, given = key.partition(":")
-                fix = f"{{{name}: {given}}}"
+                fix = "{" + f"{name}: {given}" + "}"  # (no doubled braces: they would read as template syntax in the generated repo)
                 raise SolverError(f"override '{item}': {key!r} is read as a key without a value; write {fix}, with a space after the colon")
             _check_flow_keys(item, inner)
 

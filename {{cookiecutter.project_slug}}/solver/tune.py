@@ -88,7 +88,7 @@ def check_search_space(path: Path, spec: TuneSpec, base_overrides=()) -> None:
     """Every key exists and every end of every range (each choice) makes a valid experiment, before any trial."""
     if not spec.params:
         raise SolverError(
-            f"{path}: tune.params is empty; add the ranges to search, e.g. tune: {{params: {{train.lr: {{low: 1.0e-4, high: 1.0e-2, log: true}}}}}}"
+            f"{path}: tune.params is empty; add the ranges to search, e.g. " + "tune: {params: {train.lr: {low: 1.0e-4, high: 1.0e-2, log: true}}}"
         )
     for key, param in spec.params.items():
         check_key(key, str(path))
