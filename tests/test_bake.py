@@ -141,5 +141,5 @@ def test_make_install_then_stages_from_the_makefile(tmp_path):
     # No data yet: the stage stops with a clear line naming the missing file.
     train = subprocess.run(["make", "train", f"VENV={venv}"], cwd=repo, capture_output=True, text=True, timeout=600)
     assert train.returncode != 0
-    assert "error: train file not found:" in train.stderr and "data/my_competition/train.csv" in train.stderr
+    assert train.stderr.startswith("error: ") and "train file not found: data/my_competition/train.csv" in train.stderr
     assert "Traceback" not in train.stderr
