@@ -44,7 +44,7 @@ from solver.data import (
     seed_transform,
 )
 from solver.errors import SolverError
-from solver.folds import load_folds
+from solver.folds import folds_hash, load_folds
 from solver.models import architecture_only, check_model_name, create_model
 from solver.plots import plot_plan, write_run_plots
 from solver.provenance import git_sha
@@ -61,11 +61,6 @@ from solver.trainer import (
 )
 from solver.tta import ViewsDataset, embed, predict_tta
 from solver.tta_auto import candidate_views, choose_fold_safe, combine, predict_views, view_gains
-
-
-def folds_hash(comp: Competition) -> str:
-    """Identifies the folds file a fold was trained with: OOF from different folds files do not mix."""
-    return hashlib.sha256(comp.folds_path.read_bytes()).hexdigest()[:16] if comp.folds_path.is_file() else "none"
 
 
 @dataclass

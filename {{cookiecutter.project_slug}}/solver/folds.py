@@ -7,6 +7,8 @@ second-level model never sees a label its inputs were trained on.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
@@ -93,3 +95,8 @@ def _fold_numbers(text: pd.Series, path, n_folds: int) -> pd.Series:
             f"0..{n_folds - 1} (n_folds={n_folds}); fix the file or delete it to make it again"
         )
     return numbers.astype(np.int64)
+
+
+def folds_hash(comp: Competition) -> str:
+    """Identifies the folds file a fold was trained with: OOF from different folds files do not mix."""
+    return hashlib.sha256(comp.folds_path.read_bytes()).hexdigest()[:16] if comp.folds_path.is_file() else "none"

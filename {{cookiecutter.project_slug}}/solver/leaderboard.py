@@ -9,7 +9,7 @@ import yaml
 
 from solver.atomic import write_csv
 from solver.competition import Competition
-from solver.experiment import folds_hash
+from solver.folds import folds_hash
 from solver.plots import plot_leaderboard
 from solver.submission import stale_inputs
 
