@@ -43,7 +43,7 @@ def test_exact_file_set(baked):
         "bin/predict.py",
         "bin/submit.py",
         "bin/leaderboard.py",
-        "solver/trainer.py",
+        "solver/train/loop.py",
         "my_competition/competition.yaml",
         "my_competition/configs/exp001.yaml",
     }
@@ -65,7 +65,8 @@ def test_choices_reach_the_files(baked):
     makefile = (repo / "Makefile").read_text()
     assert ("\ndemo:" in makefile) == (combo["include_demo"] == "yes")
     assert "COMP ?= my_competition" in makefile
-    assert "data/" in (repo / ".gitignore").read_text().split() and "runs/" in (repo / ".gitignore").read_text().split()
+    ignored = (repo / ".gitignore").read_text().split()
+    assert "/data/" in ignored and "/runs/" in ignored  # anchored: solver/runs/ is code, runs/ at the root is results
 
 
 def test_ruff_clean(baked):
@@ -116,7 +117,7 @@ def test_first_competition_contract_loads(baked):
     repo, combo = baked
     check = (
         "from pathlib import Path\n"
-        "from solver.config import load_competition_config, load_experiment_config\n"
+        "from solver.config.competition import load_competition_config\nfrom solver.config.experiment import load_experiment_config\n"
         "comp = load_competition_config(Path('my_competition/competition.yaml'))\n"
         "load_experiment_config(Path('my_competition/configs/exp001.yaml'))\n"
         "print(comp.task, comp.submission_format)\n"

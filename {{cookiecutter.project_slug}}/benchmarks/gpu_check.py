@@ -20,10 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository'
 
 import torch  # noqa: E402
 
-from solver.curriculum import make_schedule  # noqa: E402
-from solver.errors import run_cli  # noqa: E402
-from solver.experiment import _fold_datasets, _new_model, _train_transform, load_experiment  # noqa: E402
-from solver.trainer import Trainer, make_loader, resolve_device  # noqa: E402
+from solver.base.errors import run_cli  # noqa: E402
+from solver.nn.curriculum import make_schedule  # noqa: E402
+from solver.nn.runtime import make_loader, resolve_device  # noqa: E402
+from solver.train.experiment import build_model, fold_datasets, load_experiment, train_transform  # noqa: E402
+from solver.train.loop import Trainer  # noqa: E402
 
 SWITCHES = {"amp": {"amp": "bf16"}, "channels_last": {"channels_last": True}, "compile": {"compile": True}}
 NEEDS_CUDA = {"amp", "compile"}  # bf16 autocast and inductor's kernels are what this checks on a GPU
@@ -31,7 +32,7 @@ NEEDS_CUDA = {"amp", "compile"}  # bf16 autocast and inductor's kernels are what
 
 def speed(exp, train_spec: dict, batches: list, device, repeats: int) -> float:
     cfg = exp.cfg.model_copy(update={"train": exp.cfg.train.model_copy(update=train_spec)})
-    trainer = Trainer(_new_model(exp), cfg, exp.comp.metric, exp.comp.cfg.task, exp.comp.num_classes, device, len(batches) * cfg.data.batch_size)
+    trainer = Trainer(build_model(exp), cfg, exp.comp.metric, exp.comp.cfg.task, exp.comp.num_classes, device, len(batches) * cfg.data.batch_size)
     ep = trainer.epochs[-1]
     trainer.schedule = make_schedule(trainer.optimizer, trainer.segments[ep.segment], trainer.n_steps, True)
     trainer.train_epoch(batches, ep, "warm-up")
@@ -65,8 +66,8 @@ def main() -> None:
     exp = load_experiment(args.root, args.comp, args.exp, overrides)
     device = resolve_device(exp.cfg.train.device)
     cfg = exp.cfg
-    train_ds, _, _, _ = _fold_datasets(exp, 0)
-    train_ds.transform = _train_transform(exp)(cfg.data.image_size, 1.0, 0)
+    train_ds, _, _, _ = fold_datasets(exp, 0)
+    train_ds.transform = train_transform(exp)(cfg.data.image_size, 1.0, 0)
     loader = make_loader(train_ds, cfg.data.batch_size, True, cfg.data.num_workers, 0, device)
     batches = []
     while len(batches) < args.batches:  # cycle over the fold when it has fewer batches

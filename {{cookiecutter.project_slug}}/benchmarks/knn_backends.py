@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark, not a test: kNN backends side by side in one run, on the same vectors and queries.
 
-  exact    the solver's exact numpy search (solver.knn.NeighbourIndex, exact=True): the reference for recall
+  exact    the solver's exact numpy search (solver.level2.knn.NeighbourIndex, exact=True): the reference for recall
   nmslib   HNSW through the solver's own NeighbourIndex (exact=False), i.e. what `make knn` runs; one row for this
            interpreter's nmslib and one per --nmslib-python LABEL=PATH (e.g. an nmslib built from source), each run
            in a subprocess of that interpreter on the same vectors (saved to a temporary .npy)
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository'
 
 import numpy as np  # noqa: E402
 
-from solver.knn import KnnSettings, NeighbourIndex  # noqa: E402
+from solver.level2.knn import KnnSettings, NeighbourIndex  # noqa: E402
 
 SIMD_WARNING = "not compiled to use"  # what the SIMD-less nmslib wheel prints on import
 

@@ -29,10 +29,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from solver.competition import Competition  # noqa: E402
-from solver.errors import SolverError, run_cli  # noqa: E402
-from solver.experiment import predict_experiment, train_experiment  # noqa: E402
-from solver.level2 import ensemble_stage, knn_stage, load_source, stack_stage, training_frame  # noqa: E402
+from solver.base.errors import SolverError, run_cli  # noqa: E402
+from solver.competition.contract import Competition  # noqa: E402
+from solver.level2.knn_stage import knn_stage  # noqa: E402
+from solver.level2.stages import ensemble_stage, stack_stage, training_frame  # noqa: E402
+from solver.predict.run import predict_experiment  # noqa: E402
+from solver.runs.source import load_source  # noqa: E402
+from solver.train.run import train_experiment  # noqa: E402
 
 MODEL_A, MODEL_B = "a_resnet10t", "b_regnetx"
 

@@ -22,10 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository'
 
 import torch  # noqa: E402
 
-from solver.curriculum import make_schedule  # noqa: E402
-from solver.errors import run_cli  # noqa: E402
-from solver.experiment import _fold_datasets, _new_model, _train_transform, load_experiment  # noqa: E402
-from solver.trainer import Trainer, make_loader, resolve_device  # noqa: E402
+from solver.base.errors import run_cli  # noqa: E402
+from solver.nn.curriculum import make_schedule  # noqa: E402
+from solver.nn.runtime import make_loader, resolve_device  # noqa: E402
+from solver.train.experiment import build_model, fold_datasets, load_experiment, train_transform  # noqa: E402
+from solver.train.loop import Trainer  # noqa: E402
 
 
 def loader_speed(dataset, batch: int, workers: int, batches: int, device, repeats: int) -> list[float]:
@@ -79,9 +80,9 @@ def main() -> None:
     cfg = exp.cfg
     device = resolve_device(cfg.train.device)
     workers = args.workers if args.workers is not None else max(1, cfg.data.num_workers)
-    train_ds, _, _, _ = _fold_datasets(exp, 0)
+    train_ds, _, _, _ = fold_datasets(exp, 0)
     size = cfg.data.image_size
-    train_ds.transform = _train_transform(exp)(size, 1.0, 0)
+    train_ds.transform = train_transform(exp)(size, 1.0, 0)
     print(
         f"{args.comp}/{args.exp}: {cfg.model.name}, {size}px, batch {cfg.data.batch_size}, {len(train_ds)} training images of fold 0, "
         f"{'decoded from disk' if exp.train_images is None else 'image cache'}, {device}, {os.cpu_count()} cores, "
@@ -92,7 +93,7 @@ def main() -> None:
     for n_workers in sorted({0, workers}):
         results[f"loader, {n_workers} workers"] = loader_speed(train_ds, batch, n_workers, args.batches, device, args.repeats)
     in_memory = [b for _, b in zip(range(args.batches), make_loader(train_ds, batch, True, 0, 0, device))]
-    trainer = Trainer(_new_model(exp), cfg, exp.comp.metric, exp.comp.cfg.task, exp.comp.num_classes, device, len(train_ds))
+    trainer = Trainer(build_model(exp), cfg, exp.comp.metric, exp.comp.cfg.task, exp.comp.num_classes, device, len(train_ds))
     model = statistics.median(model_speed(exp, trainer, in_memory, args.repeats))
     print(f"  {'model (solver loop)':24s} img/s  median {model:8.1f}")
     for name, speeds in results.items():

@@ -3,7 +3,7 @@
 
 On a synthetic two-fold competition (tests/synthetic.py), each a separate `bin/train.py` process:
   sequence          one job, --fold 0,1, every core's threads (torch's default)
-  side by side      two jobs at once, --fold 0 and --fold 1, each --jobs 2: cores // 2 threads (solver/threads.py)
+  side by side      two jobs at once, --fold 0 and --fold 1, each --jobs 2: cores // 2 threads (solver/base/threads.py)
   side by side, all threads   the same two jobs without --jobs: each takes every core (what issue 16 measured 8x slower)
 Wall-clock seconds of each run, and the ratio to the sequence (< 1: side by side is faster). Each run trains the same
 folds from scratch into its own run folder; the process start and data loading count in every row alike.
@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this repository's solver and its synthetic data, installed or not
 
-from solver.threads import available_cores  # noqa: E402
+from solver.base.threads import available_cores  # noqa: E402
 from tests.synthetic import make_competition  # noqa: E402
 
 

@@ -22,10 +22,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import log_loss  # noqa: E402
 
-from solver.competition import Competition  # noqa: E402
-from solver.errors import SolverError, run_cli  # noqa: E402
-from solver.level2 import check_sources, load_source, training_frame  # noqa: E402
-from solver.prior_shift import adjust, apply_temperature, class_priors, estimate_priors, fit_temperature, resample_to_priors  # noqa: E402
+from solver.adapt.prior_shift import adjust, apply_temperature, class_priors, estimate_priors, fit_temperature, resample_to_priors  # noqa: E402
+from solver.base.errors import SolverError, run_cli  # noqa: E402
+from solver.competition.contract import Competition  # noqa: E402
+from solver.level2.stages import training_frame  # noqa: E402
+from solver.runs.source import check_sources, load_source  # noqa: E402
 
 
 def quapy_em(train_priors: np.ndarray, posteriors: np.ndarray) -> np.ndarray | None:

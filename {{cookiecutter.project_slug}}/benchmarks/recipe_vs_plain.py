@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository's solver, installed or not
 
-from solver.competition import Competition  # noqa: E402
-from solver.custom import load_module  # noqa: E402
-from solver.experiment import train_experiment  # noqa: E402
+from solver.base.custom import load_module  # noqa: E402
+from solver.competition.contract import Competition  # noqa: E402
+from solver.train.run import train_experiment  # noqa: E402
 
 PLAIN = [
     "train.stages=null",

@@ -4,7 +4,7 @@
   peer         lightgbm.cv(params, folds=the competition's folds, return_cvbooster=True) with early stopping: fold f's
                OOF from the booster that did not train on it, the test set from the mean of the boosters. One round
                count for all folds, chosen by early stopping ON the folds' own labels: its OOF score is optimistic.
-  stack_lgbm   solver.stacking.stack_lgbm, model lgbm: per outer fold, lightgbm.cv on inner folds of the training
+  stack_lgbm   solver.level2.stack.stack_lgbm, model lgbm: per outer fold, lightgbm.cv on inner folds of the training
                rows only picks the rounds, and the mean of those inner boosters predicts the fold (no refit)
   stack auto   the default (`make lgbm`): logistic blends and LightGBM on the same inner folds, the lower inner-CV
                log loss per fold wins
@@ -30,8 +30,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import log_loss  # noqa: E402
 
-from solver.config import LgbmSpec  # noqa: E402
-from solver.stacking import StackSettings, _params, stack_lgbm  # noqa: E402
+from solver.config.level2 import LgbmSpec  # noqa: E402
+from solver.level2.stack import StackSettings, lgbm_params, stack_lgbm  # noqa: E402
 
 
 def make_matrix(rows: int, test_rows: int, classes: int, models: int, folds: int, seed: int):
@@ -82,7 +82,7 @@ def main() -> None:
     X, y, folds, X_test = make_matrix(args.rows, args.test_rows, args.classes, args.models, args.folds, args.seed)
     shuffled = np.random.default_rng(args.seed + 1).permutation(y)
     settings = StackSettings(**{**LgbmSpec().model_dump(), "num_threads": args.threads, "logistic_c": tuple(LgbmSpec().logistic_c)})
-    params = _params(settings, "multiclass", args.classes, int((folds != 0).sum()))
+    params = lgbm_params(settings, "multiclass", args.classes, int((folds != 0).sum()))
     print(
         f"{args.rows} x {X.shape[1]} matrix ({args.models} models x {args.classes} classes), {args.test_rows} test rows, "
         f"{args.folds} folds, inner_folds={settings.inner_folds}, early_stopping_rounds={settings.early_stopping_rounds}, "

@@ -24,10 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository'
 import timm  # noqa: E402
 import torch  # noqa: E402
 
-from solver.config import ExperimentConfig  # noqa: E402
-from solver.curriculum import make_schedule  # noqa: E402
-from solver.metrics import get_metric  # noqa: E402
-from solver.trainer import Trainer, resolve_device  # noqa: E402
+from solver.competition.metrics import get_metric  # noqa: E402
+from solver.config.experiment import ExperimentConfig  # noqa: E402
+from solver.nn.curriculum import make_schedule  # noqa: E402
+from solver.nn.runtime import resolve_device  # noqa: E402
+from solver.train.loop import Trainer  # noqa: E402
 
 CLASSES = 10
 

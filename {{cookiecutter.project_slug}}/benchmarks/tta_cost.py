@@ -22,9 +22,9 @@ import timm  # noqa: E402
 import torch  # noqa: E402
 from albumentations.pytorch import ToTensorV2  # noqa: E402
 
-from solver.data import ImageDataset  # noqa: E402
-from solver.tta import ViewsDataset, predict_tta  # noqa: E402
-from solver.tta_auto import candidate_views, predict_views  # noqa: E402
+from solver.nn.data import ImageDataset  # noqa: E402
+from solver.predict.tta import ViewsDataset, predict_tta  # noqa: E402
+from solver.predict.tta_auto import candidate_views, predict_views  # noqa: E402
 
 
 def timed(fn, repeats: int = 3) -> float:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository's solver, installed or not
 
-from solver.adapt import adapt_stage  # noqa: E402
-from solver.cli import make_parser  # noqa: E402
-from solver.errors import run_cli  # noqa: E402
+from solver.adapt.stage import adapt_stage  # noqa: E402
+from solver.base.cli import make_parser  # noqa: E402
+from solver.base.errors import run_cli  # noqa: E402
 
 
 def main() -> None:

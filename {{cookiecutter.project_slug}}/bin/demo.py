@@ -16,15 +16,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository's solver, installed or not
 
-from solver.adapt import adapt_stage  # noqa: E402
-from solver.cli import make_parser  # noqa: E402
-from solver.competition import Competition  # noqa: E402
-from solver.custom import load_module  # noqa: E402
-from solver.errors import SolverError, run_cli  # noqa: E402
-from solver.experiment import predict_experiment, train_experiment  # noqa: E402
-from solver.leaderboard import write_leaderboard  # noqa: E402
-from solver.level2 import ensemble_stage, knn_stage, stack_stage  # noqa: E402
-from solver.submission import make_submission, record_submission  # noqa: E402
+from solver.adapt.stage import adapt_stage  # noqa: E402
+from solver.base.cli import make_parser  # noqa: E402
+from solver.base.custom import load_module  # noqa: E402
+from solver.base.errors import SolverError, run_cli  # noqa: E402
+from solver.competition.contract import Competition  # noqa: E402
+from solver.level2.knn_stage import knn_stage  # noqa: E402
+from solver.level2.stages import ensemble_stage, stack_stage  # noqa: E402
+from solver.predict.run import predict_experiment  # noqa: E402
+from solver.runs.leaderboard import write_leaderboard  # noqa: E402
+from solver.submit.submission import make_submission, record_submission  # noqa: E402
+from solver.train.run import train_experiment  # noqa: E402
 
 FIRST, SECOND = "exp001_resnet10t", "exp002_regnetx"
 

@@ -11,10 +11,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository'
 
 import numpy as np  # noqa: E402
 
-from solver.cli import make_parser  # noqa: E402
-from solver.competition import Competition  # noqa: E402
-from solver.errors import run_cli  # noqa: E402
-from solver.folds import load_folds  # noqa: E402
+from solver.base.cli import make_parser  # noqa: E402
+from solver.base.errors import run_cli  # noqa: E402
+from solver.competition.contract import Competition  # noqa: E402
+from solver.competition.folds import load_folds  # noqa: E402
 
 
 def main() -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository's solver, installed or not
 
-from solver.errors import run_cli  # noqa: E402
-from solver.scaffold import TASKS, new_competition  # noqa: E402
+from solver.base.errors import run_cli  # noqa: E402
+from solver.competition.scaffold import TASKS, new_competition  # noqa: E402
 
 
 def main() -> None:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository's solver, installed or not
 
-from solver.cli import make_parser  # noqa: E402
-from solver.competition import Competition  # noqa: E402
-from solver.errors import run_cli  # noqa: E402
-from solver.package import USER_PLACEHOLDER, build_package, package_size  # noqa: E402
+from solver.base.cli import make_parser  # noqa: E402
+from solver.base.errors import run_cli  # noqa: E402
+from solver.competition.contract import Competition  # noqa: E402
+from solver.submit.package import USER_PLACEHOLDER, build_package, package_size  # noqa: E402
 
 
 def main() -> None:

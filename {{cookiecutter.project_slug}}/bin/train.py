@@ -15,7 +15,7 @@ A final model on every training row, for the median of the folds' best epochs, o
 Several folds at once, one job each (each takes a lock on its fold; the last one to finish joins the OOF;
 --jobs 2: each takes its share of the cores' threads):
   python bin/train.py --comp ... --exp ... --fold 0 --jobs 2 &  python bin/train.py --comp ... --exp ... --fold 1 --jobs 2
-With track.mlflow=true the run is logged to MLflow too (solver/tracking.py).
+With track.mlflow=true the run is logged to MLflow too (solver/train/tracking.py).
 """
 
 import sys
@@ -23,11 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository's solver, installed or not
 
-from solver.cli import make_parser  # noqa: E402
-from solver.errors import SolverError, run_cli  # noqa: E402
-from solver.full_fit import full_fit  # noqa: E402
-from solver.threads import share_threads  # noqa: E402
-from solver.tracking import train  # noqa: E402
+from solver.base.cli import make_parser  # noqa: E402
+from solver.base.errors import SolverError, run_cli  # noqa: E402
+from solver.base.threads import share_threads  # noqa: E402
+from solver.train.full_fit import full_fit  # noqa: E402
+from solver.train.tracking import train  # noqa: E402
 
 
 def main() -> None:

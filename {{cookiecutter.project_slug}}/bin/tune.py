@@ -14,10 +14,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository's solver, installed or not
 
-from solver.cli import make_parser  # noqa: E402
-from solver.errors import run_cli  # noqa: E402
-from solver.threads import share_threads  # noqa: E402
-from solver.tune import tune  # noqa: E402
+from solver.base.cli import make_parser  # noqa: E402
+from solver.base.errors import run_cli  # noqa: E402
+from solver.base.threads import share_threads  # noqa: E402
+from solver.train.tune import tune  # noqa: E402
 
 
 def main() -> None:

@@ -10,14 +10,14 @@ import pytest
 import yaml
 from sklearn.metrics import f1_score, log_loss
 
-from solver.adapt import adapt_stage
-from solver.competition import Competition
-from solver.errors import SolverError
-from solver.experiment import folds_hash, train_experiment
-from solver.folds import load_folds
-from solver.leaderboard import collect_scores
-from solver.prior_shift import adjust, apply_temperature, fit_temperature
-from solver.submission import make_submission
+from solver.adapt.prior_shift import adjust, apply_temperature, fit_temperature
+from solver.adapt.stage import adapt_stage
+from solver.base.errors import SolverError
+from solver.competition.contract import Competition
+from solver.competition.folds import folds_hash, load_folds
+from solver.runs.leaderboard import collect_scores
+from solver.submit.submission import make_submission
+from solver.train.run import train_experiment
 from tests.conftest import REPO
 from tests.synthetic import make_competition
 
@@ -279,7 +279,8 @@ def test_head_tuning_from_pseudo_labels_and_a_labelled_subset(tmp_path):
 
 @pytest.mark.skipif(not (REPO / "digits").is_dir(), reason="the repo was made without the digits demo")
 def test_the_demo_adapt_configs_are_valid():
-    from solver.config import AdaptConfig, read_yaml, validate
+    from solver.config.adapt import AdaptConfig
+    from solver.config.loader import read_yaml, validate
 
     paths = sorted((REPO / "digits/adapt").glob("*.yaml"))
     assert paths

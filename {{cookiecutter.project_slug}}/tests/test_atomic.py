@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from solver.atomic import atomic_write, promote_dir, write_csv
+from solver.base.atomic import atomic_write, promote_dir, write_csv
 
 
 def test_failed_write_keeps_the_old_file(tmp_path):

@@ -79,7 +79,7 @@ def test_parallel_folds_prints_sequence_side_by_side_and_their_ratio(repo):
 
 
 def test_loader_gpu_check_and_prior_shift_run_on_a_trained_competition(repo, tmp_path):
-    from solver.experiment import train_experiment
+    from solver.train.run import train_experiment
     from tests.synthetic import make_competition
 
     make_competition(tmp_path)

@@ -9,12 +9,15 @@ import torch
 import yaml
 from timm.models import adapt_input_conv
 
-from solver import experiment
-from solver.competition import Competition
-from solver.config import ExperimentConfig
-from solver.data import ImageDataset, build_transform, check_augmentations, load_images, normalization, read_sample
-from solver.errors import SolverError
-from solver.experiment import load_experiment, train_experiment
+from solver.base.errors import SolverError
+from solver.competition.contract import Competition
+from solver.competition.images import load_images, read_sample
+from solver.config.experiment import ExperimentConfig
+from solver.nn.data import ImageDataset, build_transform, check_augmentations, normalization
+from solver.train import experiment
+from solver.train import run as train_run
+from solver.train.experiment import load_experiment
+from solver.train.run import train_experiment
 from tests.synthetic import make_competition
 
 HPA = ["{id}_red.png", "{id}_green.png", "{id}_blue.png", "{id}_yellow.png"]
@@ -168,7 +171,7 @@ def test_three_channel_weights_file_is_the_starting_point_of_a_four_channel_mode
     _experiment(tmp_path, f"weights/resnet10t{suffix}")
     exp = load_experiment(tmp_path, "synth", "rgby")
     assert exp.in_chans == 4 and exp.mean == pytest.approx([0.485, 0.456, 0.406, 0.485])
-    model = experiment._new_model(exp)
+    model = experiment.build_model(exp)
     torch.testing.assert_close(model.state_dict()[FIRST_CONV], adapt_input_conv(4, state[FIRST_CONV]))
     torch.testing.assert_close(model.state_dict()["layer1.0.conv1.weight"], state["layer1.0.conv1.weight"])
 
@@ -178,7 +181,7 @@ def test_four_channel_competition_trains_from_a_three_channel_weights_file(tmp_p
     state, _ = _save_rgb_weights(tmp_path, ".pth")
     _experiment(tmp_path, "weights/resnet10t.pth")
     starts = []
-    new_model = experiment._new_model
+    new_model = experiment.build_model
 
     def recording(exp, starting_weights=True):  # the model each fold starts training from
         model = new_model(exp, starting_weights=starting_weights)
@@ -186,7 +189,7 @@ def test_four_channel_competition_trains_from_a_three_channel_weights_file(tmp_p
             starts.append({k: v.detach().clone() for k, v in model.state_dict().items()})
         return model
 
-    monkeypatch.setattr(experiment, "_new_model", recording)
+    monkeypatch.setattr(train_run, "build_model", recording)  # where training builds each fold's model
     score = train_experiment(tmp_path, "synth", "rgby")
     assert score is not None and np.isfinite(score["cv"])
     run = tmp_path / "runs/synth/rgby"

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from solver.check_data import check_data
-from solver.competition import Competition
+from solver.competition.check_data import check_data
+from solver.competition.contract import Competition
 from tests.synthetic import make_competition
 
 

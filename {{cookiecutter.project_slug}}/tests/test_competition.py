@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from solver.competition import Competition
-from solver.errors import SolverError
-from solver.experiment import load_experiment
+from solver.base.errors import SolverError
+from solver.competition.contract import Competition
+from solver.train.experiment import load_experiment
 from tests.synthetic import make_competition
 
 
@@ -46,7 +46,7 @@ def test_missing_image_is_named(tmp_path):
 
 @pytest.mark.parametrize("cache", [True, False])
 def test_unreadable_image_is_named(tmp_path, cache):
-    from solver.experiment import train_experiment
+    from solver.train.run import train_experiment
 
     make_competition(tmp_path)
     (tmp_path / "data/synth/train/s003.png").write_bytes(b"not a png")
@@ -118,7 +118,7 @@ def test_binary_columns_accept_numbers_written_as_floats(tmp_path):
 def test_images_with_another_channel_count_are_named(tmp_path):
     import cv2
 
-    from solver.experiment import train_experiment
+    from solver.train.run import train_experiment
 
     make_competition(tmp_path)
     cv2.imwrite(str(tmp_path / "data/synth/train/s004.png"), np.zeros((32, 32), np.uint8))
@@ -141,7 +141,7 @@ def test_duplicate_ids_are_refused(tmp_path):
 @pytest.mark.parametrize("where", ["../outside.py", "absolute"])
 def test_custom_code_outside_the_competition_folder_is_refused_unrun(tmp_path, key, where):
     """make package ships the competition folder: code elsewhere would be missing from it, and is never run."""
-    from solver.experiment import write_plan
+    from solver.train.plan import write_plan
 
     outside = tmp_path / "outside.py"
     marker = tmp_path / "ran"

@@ -3,9 +3,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from solver.competition import Competition, list_competitions
-from solver.config import ExperimentConfig, load_competition_config, load_experiment_config, parse_overrides
-from solver.errors import SolverError
+from solver.base.errors import SolverError
+from solver.competition.contract import Competition, list_competitions
+from solver.config.competition import load_competition_config
+from solver.config.experiment import ExperimentConfig, load_experiment_config
+from solver.config.loader import parse_overrides
 
 
 def write(path: Path, data: dict) -> Path:
@@ -76,7 +78,7 @@ def test_every_competition_and_experiment_in_this_repo_is_valid(repo):
 
 
 def test_a_key_added_by_a_newer_solver_at_its_default_keeps_old_folds_valid():
-    from solver.experiment import config_difference
+    from solver.runs.compatibility import config_difference
 
     old = {"config": {"train": {"lr": 0.001}, "data": {"batch_size": 16}}, "classes": ["a"], "folds_hash": "x", "in_chans": 3}
     at_default = {**old, "config": {"train": {"lr": 0.001, "sync_bn": False}, "data": {"batch_size": 16}}}

@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 import torch
 
-from solver.config import ExperimentConfig
-from solver.curriculum import lr_plan, plan_stages
-from solver.experiment import write_plan
-from solver.trainer import make_mixup
+from solver.config.experiment import ExperimentConfig
+from solver.nn.curriculum import lr_plan, plan_stages
+from solver.train.loop import make_mixup
+from solver.train.plan import write_plan
 from tests.synthetic import make_competition
 
 RECIPE = {

@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from solver.config import ExperimentConfig
-from solver.data import ImageDataset, build_augmentations, build_transform, read_image, seed_transform
-from solver.errors import SolverError
+from solver.base.errors import SolverError
+from solver.competition.images import read_image
+from solver.config.experiment import ExperimentConfig
+from solver.nn.data import ImageDataset, build_augmentations, build_transform, seed_transform
 
 
 def test_read_image_gives_hwc_rgb(tmp_path):

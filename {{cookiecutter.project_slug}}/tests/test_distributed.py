@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from solver.competition import Competition
-from solver.distributed import check_launch
-from solver.errors import SolverError
+from solver.base.errors import SolverError
+from solver.competition.contract import Competition
+from solver.nn.distributed import check_launch
 from tests.synthetic import make_competition
 
 EXPERIMENT = {
@@ -85,11 +85,11 @@ RANKS_STAY_IN_SYNC = """
 import sys
 import timm, torch, torch.distributed as dist
 sys.path.insert(0, sys.argv[1])
-from solver import distributed
-from solver.config import ExperimentConfig
-from solver.curriculum import make_schedule
-from solver.metrics import get_metric
-from solver.trainer import Trainer
+from solver.nn import distributed
+from solver.config.experiment import ExperimentConfig
+from solver.nn.curriculum import make_schedule
+from solver.competition.metrics import get_metric
+from solver.train.loop import Trainer
 
 with distributed.session(torch.device("cpu")) as device:
     rank = distributed.ranks().rank
@@ -126,7 +126,7 @@ def test_sync_bn_on_cpu_processes_is_a_clear_error(repo, tmp_path):
 
 
 def launch_check(repo, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "solver.distributed", *args], env=ENV, capture_output=True, text=True, timeout=120, cwd=repo)
+    return subprocess.run([sys.executable, "-m", "solver.nn.distributed", *args], env=ENV, capture_output=True, text=True, timeout=120, cwd=repo)
 
 
 def test_more_gpus_than_visible_is_one_clear_line(repo):

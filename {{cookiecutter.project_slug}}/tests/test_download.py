@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from solver.check_data import check_data
-from solver.competition import Competition
-from solver.errors import SolverError
-from solver.kaggle_data import download
+from solver.base.errors import SolverError
+from solver.competition.check_data import check_data
+from solver.competition.contract import Competition
+from solver.competition.kaggle import download
 from tests.synthetic import make_competition
 
 

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 
-from solver.ensemble import caruana_oof_fold_safe, caruana_weights, check_compatible, mean_ensemble, rank_average, weighted_average
-from solver.errors import SolverError
-from solver.metrics import get_metric
+from solver.base.errors import SolverError
+from solver.competition.metrics import get_metric
+from solver.level2.ensemble import caruana_oof_fold_safe, caruana_weights, mean_ensemble, rank_average, weighted_average
+from solver.runs.source import check_compatible
 
 N, C = 400, 4
 
@@ -114,9 +115,8 @@ def _two_sources_and_an_ensemble(tmp_path, nan_in_exp002_test: bool = False):
     import pandas as pd
     import yaml
 
-    from solver.competition import Competition
-    from solver.experiment import folds_hash
-    from solver.folds import load_folds
+    from solver.competition.contract import Competition
+    from solver.competition.folds import folds_hash, load_folds
     from tests.synthetic import make_competition
 
     make_competition(tmp_path, n_train=12, n_test=4)
@@ -139,7 +139,7 @@ def _two_sources_and_an_ensemble(tmp_path, nan_in_exp002_test: bool = False):
 
 
 def test_the_ensemble_stage_names_the_file_with_nan(tmp_path):
-    from solver.level2 import ensemble_stage
+    from solver.level2.stages import ensemble_stage
 
     _two_sources_and_an_ensemble(tmp_path, nan_in_exp002_test=True)
     with pytest.raises(SolverError, match=r"the predictions of 'exp002/test\.csv' contain NaN or infinite values \(1 of them\)"):
@@ -149,8 +149,8 @@ def test_the_ensemble_stage_names_the_file_with_nan(tmp_path):
 def test_an_ensemble_made_again_keeps_its_old_submission_as_stale(tmp_path):
     """Rerunning a stage after its config changed replaces its predictions: the submission written from the old
     ones is kept as submission.stale.csv, never left beside the new predictions as if it were theirs."""
-    from solver.level2 import ensemble_stage
-    from solver.submission import make_submission
+    from solver.level2.stages import ensemble_stage
+    from solver.submit.submission import make_submission
 
     comp = _two_sources_and_an_ensemble(tmp_path)
     ensemble_stage(tmp_path, "synth", "ens")

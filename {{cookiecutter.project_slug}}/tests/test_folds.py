@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from solver.competition import Competition
-from solver.errors import SolverError
-from solver.folds import load_folds, split_folds
+from solver.base.errors import SolverError
+from solver.competition.contract import Competition
+from solver.competition.folds import load_folds, split_folds
 
 
 def test_stratified_folds_balance_every_class():

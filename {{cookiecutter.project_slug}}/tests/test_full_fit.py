@@ -1,4 +1,4 @@
-"""`make train FULL=1` (solver/full_fit.py): one model on every row, for the epochs the folds chose, as a source
+"""`make train FULL=1` (solver/train/full_fit.py): one model on every row, for the epochs the folds chose, as a source
 without a CV of its own."""
 
 import json
@@ -11,13 +11,13 @@ import pytest
 import torch
 import yaml
 
-from solver.competition import Competition
-from solver.errors import SolverError
-from solver.experiment import train_experiment
-from solver.full_fit import full_fit
-from solver.leaderboard import write_leaderboard
-from solver.level2 import ensemble_stage
-from solver.submission import make_submission
+from solver.base.errors import SolverError
+from solver.competition.contract import Competition
+from solver.level2.stages import ensemble_stage
+from solver.runs.leaderboard import write_leaderboard
+from solver.submit.submission import make_submission
+from solver.train.full_fit import full_fit
+from solver.train.run import train_experiment
 from tests.synthetic import TINY_EXPERIMENT, make_competition
 
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from solver.errors import SolverError
-from solver.head_tuning import FoldTarget, HeadSettings, fold_safe_head_tuning, predict_head, pseudo_labels, train_head
+from solver.adapt.head_tuning import FoldTarget, HeadSettings, fold_safe_head_tuning, predict_head, pseudo_labels, train_head
+from solver.base.errors import SolverError
 
 N_FOLDS, DIM, CLASSES = 3, 8, 3
 

@@ -12,11 +12,12 @@ import torch
 import yaml
 from PIL import Image
 
-from solver.check_data import check_data
-from solver.competition import Competition
-from solver.data import ImageDataset, read_header, read_image
-from solver.errors import SolverError, run_cli
-from solver.experiment import train_experiment
+from solver.base.errors import SolverError, run_cli
+from solver.competition.check_data import check_data
+from solver.competition.contract import Competition
+from solver.competition.images import read_header, read_image
+from solver.nn.data import ImageDataset
+from solver.train.run import train_experiment
 from tests.synthetic import make_competition
 
 

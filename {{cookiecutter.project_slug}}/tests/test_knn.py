@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from sklearn.neighbors import NearestNeighbors
 
-from solver.errors import SolverError
-from solver.knn import KnnSettings, NeighbourIndex, fold_safe_knn_features, knn_features, recall_at_k
+from solver.base.errors import SolverError
+from solver.level2.knn import KnnSettings, NeighbourIndex, fold_safe_knn_features, knn_features, recall_at_k
 
 
 def _gaussian(n: int, d: int, seed: int) -> np.ndarray:
@@ -170,7 +170,7 @@ def test_recall_is_measured_only_when_hnsw_is_used(monkeypatch):
     """make knn's recall check builds an HNSW index; with exact search (the stage's own) it builds none and reports None."""
     import sys
 
-    from solver.level2 import index_recall
+    from solver.level2.knn_stage import index_recall
 
     data, queries = _gaussian(300, 8, 0), _gaussian(40, 8, 1)
     monkeypatch.setitem(sys.modules, "nmslib", None)  # any HNSW index built from here on fails to import nmslib

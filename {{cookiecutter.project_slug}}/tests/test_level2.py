@@ -5,12 +5,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from solver.competition import Competition
-from solver.errors import SolverError
-from solver.experiment import predict_experiment, train_experiment
-from solver.leaderboard import write_leaderboard
-from solver.level2 import ensemble_stage, knn_stage, stack_stage, to_logits
-from solver.submission import make_submission
+from solver.base.errors import SolverError
+from solver.competition.contract import Competition
+from solver.level2.knn_stage import knn_stage
+from solver.level2.stages import ensemble_stage, stack_stage, to_logits
+from solver.predict.run import predict_experiment
+from solver.runs.leaderboard import write_leaderboard
+from solver.submit.submission import make_submission
+from solver.train.run import train_experiment
 from tests.synthetic import TINY_EXPERIMENT, make_competition
 
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from solver.errors import SolverError
-from solver.metrics import METRICS, get_metric
+from solver.base.errors import SolverError
+from solver.competition.metrics import METRICS, get_metric
 
 rng = np.random.default_rng(0)
 P = rng.dirichlet(np.ones(4), 50)

@@ -4,9 +4,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from solver.config import ModelSpec
-from solver.errors import SolverError
-from solver.models import create_model
+from solver.base.errors import SolverError
+from solver.config.experiment import ModelSpec
+from solver.nn.models import create_model
 
 
 def test_any_timm_model_by_name_with_in_chans_and_classes():

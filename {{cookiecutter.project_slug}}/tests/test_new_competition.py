@@ -5,12 +5,14 @@ import sys
 import pytest
 import yaml
 
-from solver.check_data import check_data
-from solver.competition import Competition
-from solver.config import load_competition_config, load_experiment_config
-from solver.errors import SolverError
-from solver.experiment import load_experiment, train_fold
-from solver.scaffold import RESERVED, new_competition
+from solver.base.errors import SolverError
+from solver.competition.check_data import check_data
+from solver.competition.contract import Competition
+from solver.competition.scaffold import RESERVED, new_competition
+from solver.config.competition import load_competition_config
+from solver.config.experiment import load_experiment_config
+from solver.train.experiment import load_experiment
+from solver.train.run import train_fold
 from tests.synthetic import make_competition
 
 # (pretrained off: tests never reach the network; tests/test_pretrained.py trains from a hub cache it writes)

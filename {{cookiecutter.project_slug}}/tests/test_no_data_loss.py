@@ -10,15 +10,16 @@ import pandas as pd
 import pytest
 import yaml
 
-import solver.experiment as experiment
-from solver import distributed
-from solver.competition import Competition
-from solver.config import parse_overrides
-from solver.errors import SolverError
-from solver.experiment import predict_experiment, train_experiment
-from solver.leaderboard import collect_scores
-from solver.level2 import knn_stage
-from solver.submission import stale_inputs
+import solver.train.run as experiment_run
+from solver.base.errors import SolverError
+from solver.competition.contract import Competition
+from solver.config.loader import parse_overrides
+from solver.level2.knn_stage import knn_stage
+from solver.nn import distributed
+from solver.predict.run import predict_experiment
+from solver.runs.leaderboard import collect_scores
+from solver.runs.staleness import stale_inputs
+from solver.train.run import train_experiment
 from tests.synthetic import TINY_EXPERIMENT, make_competition
 from tests.test_parallel_folds import ENV
 
@@ -73,14 +74,14 @@ def test_another_config_for_a_finished_run_is_refused_naming_the_keys(root):
 def test_a_retrain_stopped_halfway_keeps_every_result_and_a_finished_one_marks_derived_sources_stale(root, monkeypatch):
     run = root / "runs/synth/tiny"
     before = snapshot(run)
-    train_fold = experiment.train_fold
+    train_fold = experiment_run.train_fold
 
     def ctrl_c_after_fold_0(exp, k, *args):
         if k == 1:
             raise KeyboardInterrupt
         return train_fold(exp, k, *args)
 
-    monkeypatch.setattr(experiment, "train_fold", ctrl_c_after_fold_0)
+    monkeypatch.setattr(experiment_run, "train_fold", ctrl_c_after_fold_0)
     with pytest.raises(KeyboardInterrupt):
         train_experiment(root, "synth", "tiny", overrides=["train.lr=0.01"], fresh=True)
     after = snapshot(run)
@@ -88,7 +89,7 @@ def test_a_retrain_stopped_halfway_keeps_every_result_and_a_finished_one_marks_d
     assert {name: after.get(name) for name in kept} == {name: before[name] for name in kept}
     assert all(name in after for name in RESULTS) and stale_inputs(run / "tta2") is None
 
-    monkeypatch.setattr(experiment, "train_fold", train_fold)
+    monkeypatch.setattr(experiment_run, "train_fold", train_fold)
     train_experiment(root, "synth", "tiny", overrides=["train.lr=0.01"], fresh=True)
     assert yaml.safe_load((run / "config.yaml").read_text())["config"]["train"]["lr"] == 0.01  # joined anew
     for derived in ("tta2", "knn"):  # kept, each marked stale: the leaderboard greys it, submit refuses it
@@ -103,7 +104,7 @@ def test_a_fresh_retrain_killed_inside_a_fold_resumes_without_fresh(root, monkey
     """FRESH=1 killed in fold 1: fold0 has the new config, fold1 the old one beside fold1.partial of the new one.
     Running the new config again (no FRESH) keeps the new fold 0, resumes fold 1 and joins."""
     run = root / "runs/synth/tiny"
-    train_fold = experiment.train_fold
+    train_fold = experiment_run.train_fold
 
     def ctrl_c_in_fold_1(exp, k, *args):
         if k == 1:
@@ -111,10 +112,10 @@ def test_a_fresh_retrain_killed_inside_a_fold_resumes_without_fresh(root, monkey
             raise KeyboardInterrupt
         return train_fold(exp, k, *args)
 
-    monkeypatch.setattr(experiment, "train_fold", ctrl_c_in_fold_1)
+    monkeypatch.setattr(experiment_run, "train_fold", ctrl_c_in_fold_1)
     with pytest.raises(KeyboardInterrupt):
         train_experiment(root, "synth", "tiny", overrides=["train.lr=0.01"], fresh=True)
-    monkeypatch.setattr(experiment, "train_fold", train_fold)
+    monkeypatch.setattr(experiment_run, "train_fold", train_fold)
     new_fold_0 = snapshot(run / "fold0")
     train_experiment(root, "synth", "tiny", overrides=["train.lr=0.01"])
     assert snapshot(run / "fold0") == new_fold_0  # not trained again

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from solver.config import ModelSpec, TrainSpec
-from solver.models import create_model
-from solver.optim import create_optimizer
+from solver.config.experiment import ModelSpec, TrainSpec
+from solver.nn.models import create_model
+from solver.nn.optim import create_optimizer
 
 
 @pytest.fixture(scope="module")

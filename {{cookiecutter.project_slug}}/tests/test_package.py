@@ -14,11 +14,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from solver.competition import Competition
-from solver.errors import SolverError
-from solver.experiment import predict_experiment, train_experiment
-from solver.package import build_package, kaggle_slug, predict_package
-from solver.submission import make_submission
+from solver.base.errors import SolverError
+from solver.competition.contract import Competition
+from solver.predict.run import predict_experiment
+from solver.submit.package import build_package, kaggle_slug, predict_package
+from solver.submit.submission import make_submission
+from solver.train.run import train_experiment
 from tests.synthetic import make_competition
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,7 +58,7 @@ def test_offline_package_predicts_what_make_submit_writes(trained, tmp_path, mon
     assert f"packaged synth/tiny into {package}" in capsys.readouterr().out
     names = {str(p.relative_to(package)) for p in package.rglob("*") if p.is_file()}
     assert {"infer.py", "infer.ipynb", "config.yaml", "package.json", "dataset-metadata.json", "synth/competition.yaml"} <= names
-    assert {"models/fold0.pt", "models/fold1.pt", "solver/package.py", "solver/trainer.py"} <= names
+    assert {"models/fold0.pt", "models/fold1.pt", "solver/submit/package.py", "solver/train/loop.py"} <= names
     assert json.loads((package / "dataset-metadata.json").read_text())["id"] == "someone/synth-tiny"
     assert json.loads((package / "package.json").read_text())["cv"] == json.loads((run / "score.json").read_text())["cv"]
 
@@ -166,12 +167,12 @@ def test_num_workers_auto_is_resolved_on_the_machine_that_runs_infer(trained, tm
     assert yaml.safe_load((package / "config.yaml").read_text())["config"]["data"]["num_workers"] == "auto"  # as the experiment says
 
     # infer.py on a machine where auto means one worker (a GPU box): its loaders get that machine's number
-    import solver.package
+    import solver.submit.package
 
-    monkeypatch.setattr(solver.package, "default_num_workers", lambda device: 1)
+    monkeypatch.setattr(solver.submit.package, "default_num_workers", lambda device: 1)
     workers = []
-    real_make_loader = solver.package.make_loader
-    monkeypatch.setattr(solver.package, "make_loader", lambda *a, **kw: workers.append(kw["num_workers"]) or real_make_loader(*a, **kw))
+    real_make_loader = solver.submit.package.make_loader
+    monkeypatch.setattr(solver.submit.package, "make_loader", lambda *a, **kw: workers.append(kw["num_workers"]) or real_make_loader(*a, **kw))
     out = predict_package(package, trained / "data/synth", tmp_path / "sub.csv", "cpu")
     assert workers == [1, 1]  # one loader per fold
     expected = pd.read_csv(make_submission(comp, trained / "runs/synth/tiny", tmp_path / "expected.csv"), dtype=str)

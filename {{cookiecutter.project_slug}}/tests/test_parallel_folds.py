@@ -7,10 +7,11 @@ import sys
 import pandas as pd
 import pytest
 
-from solver import distributed
-from solver.competition import Competition
-from solver.errors import SolverError
-from solver.experiment import load_experiment, train_fold
+from solver.base.errors import SolverError
+from solver.competition.contract import Competition
+from solver.nn import distributed
+from solver.train.experiment import load_experiment
+from solver.train.run import train_fold
 from tests.synthetic import make_competition
 
 ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}

@@ -9,14 +9,18 @@ import pytest
 import timm
 import torch
 
-from solver import experiment, package
-from solver.competition import Competition
-from solver.config import ExperimentConfig
-from solver.data import ImageDataset, build_transform
-from solver.experiment import embeddings, load_experiment, predict_experiment, train_experiment
-from solver.package import build_package, predict_package
-from solver.trainer import inference_settings
-from solver.tta import ViewsDataset, embed, predict_tta
+from solver.competition.contract import Competition
+from solver.config.experiment import ExperimentConfig
+from solver.nn.data import ImageDataset, build_transform
+from solver.nn.runtime import inference_settings
+from solver.predict.embeddings import embeddings
+from solver.predict.run import predict_experiment
+from solver.predict.tta import ViewsDataset, embed, predict_tta
+from solver.submit import package
+from solver.submit.package import build_package, predict_package
+from solver.train import experiment
+from solver.train.experiment import load_experiment
+from solver.train.run import train_experiment
 from tests.synthetic import make_competition
 
 EXPERIMENT = {
@@ -35,7 +39,7 @@ def test_prediction_tta_and_embeddings_use_the_training_amp_and_memory_format(tm
     make_competition(tmp_path, n_train=32, n_test=8, experiment=EXPERIMENT)
     train_experiment(tmp_path, "synth", "tiny")
     seen: list[tuple[bool, torch.dtype]] = []  # per forward of the first conv: (input channels_last?, output dtype)
-    new_model = experiment._new_model
+    new_model = experiment.build_model
 
     def recorded_model(exp, **kwargs):
         model = new_model(exp, **kwargs)
@@ -44,7 +48,7 @@ def test_prediction_tta_and_embeddings_use_the_training_amp_and_memory_format(tm
         )
         return model
 
-    monkeypatch.setattr(experiment, "_new_model", recorded_model)
+    monkeypatch.setattr(experiment, "build_model", recorded_model)
     for run in (lambda: predict_experiment(tmp_path, "synth", "tiny"), lambda: predict_experiment(tmp_path, "synth", "tiny", tta=2)):
         seen.clear()
         run()

@@ -18,13 +18,16 @@ import yaml
 from safetensors.torch import save_file
 from timm.models import adapt_input_conv
 
-from solver.competition import Competition
-from solver.config import ModelSpec, load_experiment_config
-from solver.errors import SolverError
-from solver.experiment import embeddings, load_experiment, predict_experiment, train_experiment
-from solver.models import create_model
-from solver.package import build_package, predict_package
-from solver.submission import make_submission
+from solver.base.errors import SolverError
+from solver.competition.contract import Competition
+from solver.config.experiment import ModelSpec, load_experiment_config
+from solver.nn.models import create_model
+from solver.predict.embeddings import embeddings
+from solver.predict.run import predict_experiment
+from solver.submit.package import build_package, predict_package
+from solver.submit.submission import make_submission
+from solver.train.experiment import load_experiment
+from solver.train.run import train_experiment
 from tests.synthetic import TINY_EXPERIMENT, make_competition
 
 MODEL = "test_resnet.r160_in1k"  # a tiny timm model whose pretrained tag lives on the hub (timm/test_resnet.r160_in1k)

@@ -5,7 +5,7 @@ import pytest
 from quapy.method.aggregative import EMQ
 from sklearn.metrics import log_loss
 
-from solver.prior_shift import (
+from solver.adapt.prior_shift import (
     adjust,
     adjust_labels,
     apply_temperature,

@@ -1,4 +1,4 @@
-"""Fold-safe pseudo-labels (solver/pseudo.py): a source like any other, and no leak of fold k's labels into fold k."""
+"""Fold-safe pseudo-labels (solver/level2/pseudo.py): a source like any other, and no leak of fold k's labels into fold k."""
 
 import shutil
 
@@ -7,14 +7,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from solver import pseudo
-from solver.competition import Competition
-from solver.errors import SolverError
-from solver.experiment import train_experiment
-from solver.leaderboard import write_leaderboard
-from solver.level2 import ensemble_stage
-from solver.pseudo import pseudo_experiment, pseudo_targets, select_rows
-from solver.submission import make_submission
+from solver.base.errors import SolverError
+from solver.competition.contract import Competition
+from solver.level2 import pseudo
+from solver.level2.pseudo import pseudo_experiment, pseudo_targets, select_rows
+from solver.level2.stages import ensemble_stage
+from solver.runs.leaderboard import write_leaderboard
+from solver.submit.submission import make_submission
+from solver.train.run import train_experiment
 from tests.synthetic import TINY_EXPERIMENT, make_competition
 
 

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from solver.experiment import train_experiment
+from solver.train.run import train_experiment
 from tests.synthetic import make_competition
 
 RECIPE = {
@@ -60,10 +60,10 @@ def test_a_fold_resumes_under_another_amp_mode():
     """train.device may change between runs of a fold (CPU, bf16 GPU, fp16 GPU): the AMP scaler state must not block resume."""
     import torch
 
-    from solver.config import ExperimentConfig, ModelSpec
-    from solver.metrics import get_metric
-    from solver.models import create_model
-    from solver.trainer import Trainer
+    from solver.competition.metrics import get_metric
+    from solver.config.experiment import ExperimentConfig, ModelSpec
+    from solver.nn.models import create_model
+    from solver.train.loop import Trainer
 
     def trainer(amp):
         cfg = ExperimentConfig.model_validate({"train": {"amp": amp}})
@@ -80,10 +80,10 @@ def _small_trainer(train: dict, n_train: int, batch_size: int):
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from solver.config import ExperimentConfig
-    from solver.curriculum import make_schedule
-    from solver.metrics import get_metric
-    from solver.trainer import Trainer
+    from solver.competition.metrics import get_metric
+    from solver.config.experiment import ExperimentConfig
+    from solver.nn.curriculum import make_schedule
+    from solver.train.loop import Trainer
 
     cfg = ExperimentConfig.model_validate({"data": {"batch_size": batch_size}, "train": {"early_stopping_patience": None, **train}})
     torch.manual_seed(0)
@@ -161,7 +161,7 @@ def test_select_last_keeps_the_oof_at_chance_on_shuffled_labels(tmp_path):
 def test_select_last_refuses_a_schedule_driven_by_the_validation_fold():
     import pytest
 
-    from solver.config import ExperimentConfig
+    from solver.config.experiment import ExperimentConfig
 
     with pytest.raises(ValueError, match="train.select: last keeps the validation fold out .* schedule 'plateau'"):
         ExperimentConfig.model_validate({"train": {"select": "last"}})

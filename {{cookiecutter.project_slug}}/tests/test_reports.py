@@ -9,10 +9,10 @@ import pandas as pd
 import yaml
 from sklearn.metrics import f1_score
 
-from solver.competition import Competition
-from solver.experiment import train_experiment
-from solver.leaderboard import write_leaderboard
-from solver.plots import per_label_f1, write_run_plots
+from solver.competition.contract import Competition
+from solver.runs.leaderboard import write_leaderboard
+from solver.runs.plots import per_label_f1, write_run_plots
+from solver.train.run import train_experiment
 from tests.synthetic import TINY_EXPERIMENT, make_competition
 
 

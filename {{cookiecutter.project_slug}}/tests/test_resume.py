@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 import yaml
 
-from solver.experiment import train_experiment
+from solver.train.run import train_experiment
 from tests.synthetic import make_competition
 
 RECIPE = {

@@ -5,9 +5,9 @@ import torch
 import yaml
 from torch.optim import lr_scheduler
 
-from solver.config import ExperimentConfig, ScheduleSpec, load_experiment_config
-from solver.errors import SolverError
-from solver.schedules import LRSchedule
+from solver.base.errors import SolverError
+from solver.config.experiment import ExperimentConfig, ScheduleSpec, load_experiment_config
+from solver.nn.schedules import LRSchedule
 
 LR, EPOCHS, STEPS = 0.1, 6, 5  # steps per epoch
 

@@ -5,10 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from solver.config import ExperimentConfig
-from solver.data import build_augmentations, build_transform, seed_transform
-from solver.errors import SolverError
-from solver.experiment import load_experiment, predict_experiment, train_experiment
+from solver.base.errors import SolverError
+from solver.config.experiment import ExperimentConfig
+from solver.nn.data import build_augmentations, build_transform, seed_transform
+from solver.predict.run import predict_experiment
+from solver.train.experiment import load_experiment
+from solver.train.run import train_experiment
 from tests.synthetic import make_competition
 
 # Each kind of size-changing transform with its size left out (or `auto`), and the attributes that must follow the stage.

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from solver.errors import SolverError
-from solver.metrics import get_metric
-from solver.stacking import StackSettings, min_data_in_leaf, stack_lgbm
+from solver.base.errors import SolverError
+from solver.competition.metrics import get_metric
+from solver.level2.stack import StackSettings, min_data_in_leaf, stack_lgbm
 
 # Small and quick: few rows, a coarse learning rate, and a short patience keep every stack under a second or two.
 FAST = StackSettings(num_boost_round=300, early_stopping_rounds=20, learning_rate=0.1, num_threads=1, model="lgbm")

@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from solver.competition import Competition
-from solver.errors import SolverError
-from solver.submission import build_submission, kaggle_submit, make_submission, validate_submission
+from solver.base.errors import SolverError
+from solver.competition.contract import Competition
+from solver.competition.submission_format import build_submission, validate_submission
+from solver.submit.submission import kaggle_submit, make_submission
 from tests.synthetic import make_competition
 from tests.test_download import CREDENTIALS, fake_kaggle, give_credentials, no_credentials
 
@@ -131,7 +132,7 @@ def test_probability_columns_follow_the_samples_order(tmp_path):
 
 
 def test_a_format_that_cannot_fit_the_sample_fails_before_training(tmp_path):
-    from solver.experiment import load_experiment
+    from solver.train.experiment import load_experiment
 
     make_competition(tmp_path, submission={"format": "probabilities"})  # the sample has one label column
     with pytest.raises(SolverError, match=r"no column for label\(s\) \['cat', 'dog', 'fox'\] of the 'probabilities' submission format"):

@@ -5,8 +5,8 @@ import os
 import pytest
 import torch
 
-from solver import threads
-from solver.errors import SolverError
+from solver.base import threads
+from solver.base.errors import SolverError
 
 
 @pytest.fixture

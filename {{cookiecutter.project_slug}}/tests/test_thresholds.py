@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from solver.metrics import get_metric
-from solver.thresholds import (
+from solver.adapt.thresholds import (
     best_f1_threshold,
     ensure_one_label,
     fit_thresholds,
@@ -13,6 +12,7 @@ from solver.thresholds import (
     frequency_thresholds,
     to_decision_scale,
 )
+from solver.competition.metrics import get_metric
 
 
 def miscalibrated_oof(n=600, seed=0):
@@ -105,7 +105,7 @@ def test_frequency_thresholds_and_at_least_one():
 
 
 def test_mismatched_shapes_are_errors():
-    from solver.errors import SolverError
+    from solver.base.errors import SolverError
 
     with pytest.raises(SolverError, match="multilabel 0/1 targets"):
         fit_thresholds(np.zeros(10), np.zeros((10, 2)))

@@ -4,10 +4,10 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from solver.competition import Competition
-from solver.config import TrackSpec
-from solver.errors import SolverError
-from solver.tracking import store_uri, train
+from solver.base.errors import SolverError
+from solver.competition.contract import Competition
+from solver.config.experiment import TrackSpec
+from solver.train.tracking import store_uri, train
 from tests.synthetic import TINY_EXPERIMENT, make_competition
 
 TRACKED = {**TINY_EXPERIMENT, "data": {"image_size": 16, "batch_size": 8}, "track": {"mlflow": True}}
@@ -52,7 +52,7 @@ def test_an_unreachable_tracking_server_is_one_clear_line_before_training(tmp_pa
 
 
 def test_each_tune_trial_is_a_run_of_its_own(tmp_path):
-    from solver.tune import tune
+    from solver.train.tune import tune
 
     block = {"params": {"train.lr": {"low": 1e-3, "high": 1e-2, "log": True}}, "pruner": "none", "seed": 0}
     make_competition(tmp_path, n_train=16, n_test=4, size=16, experiment={**TRACKED, "train": {**TRACKED["train"], "epochs": 1}, "tune": block})

@@ -7,12 +7,13 @@ import pandas as pd
 import pytest
 import torch
 
-from solver import trainer
-from solver.competition import Competition
-from solver.errors import SolverError
-from solver.experiment import predict_experiment, train_experiment
-from solver.leaderboard import write_leaderboard
-from solver.submission import make_submission
+from solver.base.errors import SolverError
+from solver.competition.contract import Competition
+from solver.predict.run import predict_experiment
+from solver.runs.leaderboard import write_leaderboard
+from solver.submit.submission import make_submission
+from solver.train import loop as trainer
+from solver.train.run import train_experiment
 from tests.synthetic import make_competition
 
 CASES = {
@@ -125,7 +126,8 @@ def test_retraining_a_fold_keeps_the_experiment_outputs_until_the_join(tmp_path)
     train_experiment(tmp_path, "synth", "tiny")
     run = tmp_path / "runs/synth/tiny"
     make_submission(Competition.load(tmp_path, "synth"), run)
-    from solver.experiment import load_experiment, train_fold
+    from solver.train.experiment import load_experiment
+    from solver.train.run import train_fold
 
     exp = load_experiment(tmp_path, "synth", "tiny")
     train_fold(exp, 0, fresh=True)
@@ -133,7 +135,8 @@ def test_retraining_a_fold_keeps_the_experiment_outputs_until_the_join(tmp_path)
 
 
 def test_test_predictions_are_averaged_by_id_not_by_row(tmp_path):
-    from solver.experiment import aggregate, load_experiment
+    from solver.train.experiment import load_experiment
+    from solver.train.predictions import aggregate
 
     make_competition(tmp_path)
     train_experiment(tmp_path, "synth", "tiny")
@@ -146,7 +149,8 @@ def test_test_predictions_are_averaged_by_id_not_by_row(tmp_path):
 
 
 def test_a_new_folds_file_is_not_mixed_with_folds_of_the_old_one(tmp_path):
-    from solver.experiment import aggregate, load_experiment
+    from solver.train.experiment import load_experiment
+    from solver.train.predictions import aggregate
 
     make_competition(tmp_path)
     train_experiment(tmp_path, "synth", "tiny")

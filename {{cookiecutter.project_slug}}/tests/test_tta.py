@@ -7,14 +7,17 @@ import pandas as pd
 import pytest
 import torch
 
-from solver.competition import Competition
-from solver.config import ExperimentConfig
-from solver.data import ImageDataset, build_transform
-from solver.errors import SolverError
-from solver.experiment import embeddings, load_experiment, predict_experiment, train_experiment
-from solver.leaderboard import write_leaderboard
-from solver.submission import make_submission
-from solver.tta import ViewsDataset, combine_views
+from solver.base.errors import SolverError
+from solver.competition.contract import Competition
+from solver.config.experiment import ExperimentConfig
+from solver.nn.data import ImageDataset, build_transform
+from solver.predict.embeddings import embeddings
+from solver.predict.run import predict_experiment
+from solver.predict.tta import ViewsDataset, combine_views
+from solver.runs.leaderboard import write_leaderboard
+from solver.submit.submission import make_submission
+from solver.train.experiment import load_experiment
+from solver.train.run import train_experiment
 from tests.synthetic import make_competition
 
 
@@ -116,7 +119,7 @@ def test_embeddings_per_fold_are_pre_logits_and_cached(tmp_path):
 
 
 def test_candidate_views_flip_only_where_training_flipped():
-    from solver.tta_auto import candidate_views
+    from solver.predict.tta_auto import candidate_views
 
     no_flip = candidate_views([{"name": "Affine", "p": 0.8}])
     assert no_flip[0] == "identity" and "hflip" not in no_flip and "vflip" not in no_flip
@@ -125,7 +128,7 @@ def test_candidate_views_flip_only_where_training_flipped():
 
 
 def test_fixed_views_flip_and_shift_the_batch():
-    from solver.tta_auto import apply_view
+    from solver.predict.tta_auto import apply_view
 
     x = torch.zeros(1, 1, 16, 16)
     x[0, 0, 5, 3] = 1.0
@@ -140,8 +143,8 @@ def test_fixed_views_flip_and_shift_the_batch():
 def test_views_are_chosen_on_the_other_folds_only():
     """Fold k's subset depends on the other folds' rows: scrambling fold k's labels leaves it unchanged. A view that
     carries the signal is chosen; one of pure noise is not."""
-    from solver.metrics import get_metric
-    from solver.tta_auto import choose_fold_safe
+    from solver.competition.metrics import get_metric
+    from solver.predict.tta_auto import choose_fold_safe
 
     rng = np.random.default_rng(0)
     n, c = 600, 3

@@ -13,10 +13,10 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from solver.competition import Competition
-from solver.config import load_experiment_config
-from solver.errors import SolverError
-from solver.tune import HEADER, default_storage, load_study, open_storage, tune
+from solver.base.errors import SolverError
+from solver.competition.contract import Competition
+from solver.config.experiment import load_experiment_config
+from solver.train.tune import HEADER, default_storage, load_study, open_storage, tune
 from tests.synthetic import TINY_EXPERIMENT, make_competition
 
 ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
@@ -243,8 +243,8 @@ def test_two_workers_share_a_study_on_postgresql(repo, tmp_path, postgres):
 
 
 def test_a_tune_or_track_block_added_later_keeps_the_finished_folds_comparable():
-    from solver.config import ExperimentConfig
-    from solver.experiment import config_difference
+    from solver.config.experiment import ExperimentConfig
+    from solver.runs.compatibility import config_difference
 
     before = ExperimentConfig().model_dump(mode="json")
     after = ExperimentConfig.model_validate(

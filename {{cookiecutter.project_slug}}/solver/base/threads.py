@@ -1,0 +1,43 @@
+"""Several training processes on one machine: each takes its share of the cores, not all of them.
+
+torch and OpenMP start one thread per core in every process; two jobs side by side then run 2 x cores threads
+on the cores and each runs several times slower than alone (measured 8x on 2 cores, issue 16). A job told how
+many jobs share the machine (`--jobs N`, JOBS=N / WORKERS=N in make) uses cores // N threads.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from solver.base.errors import SolverError
+
+# Read by OpenMP, MKL and OpenBLAS when they start: set for the DataLoader workers and any child process.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def available_cores() -> int:
+    """The cores this process may run on (a container's or taskset's limit, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def thread_share(jobs: int, cores: int | None = None) -> int:
+    """Threads for one of `jobs` processes on `cores` cores: an equal share, at least one."""
+    if jobs < 1:
+        raise SolverError(f"jobs: {jobs} processes cannot share the machine; give a number of at least 1, e.g. JOBS=2")
+    return max(1, (cores or available_cores()) // jobs)
+
+
+def share_threads(jobs: int, log=print) -> int:
+    """Set this process's torch and OpenMP threads to its share of the cores, say so, and return the number."""
+    cores = available_cores()
+    threads = thread_share(jobs, cores)
+    torch.set_num_threads(threads)
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    if jobs > 1 and cores < jobs:
+        log(f"threads: {jobs} jobs on {cores} core(s): 1 thread each, the jobs take turns on the cores")
+    else:
+        log(f"threads: {threads} of {cores} cores for this job ({jobs} job(s) side by side)")
+    return threads

@@ -1,0 +1,1 @@
+"""The strict loader and the schemas of every YAML file: competition contract, experiment, level 2, adapt."""

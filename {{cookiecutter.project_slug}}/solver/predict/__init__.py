@@ -1,0 +1,1 @@
+"""Predictions from trained folds: plain, TTA (fixed and chosen on OOF), embeddings."""

@@ -1,0 +1,163 @@
+"""A source folder (oof.csv, test.csv, score.json, config.yaml): reading one, checking several agree, writing one."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from solver.base.atomic import write_csv, write_json, write_yaml
+from solver.base.errors import SolverError
+from solver.base.provenance import git_sha
+from solver.competition.contract import Competition, read_csv
+from solver.competition.folds import folds_hash
+from solver.runs.staleness import files_hash
+
+
+def score_holdout(comp: Competition, test_df: pd.DataFrame, test_probs: np.ndarray) -> float | None:
+    answers = comp.read_holdout(test_df)
+    return None if answers is None else comp.metric(answers, test_probs)
+
+
+@dataclass
+class Source:
+    """A source's OOF and test probabilities (in train.csv / test.csv row order) and where they came from."""
+
+    name: str
+    oof: np.ndarray
+    test: np.ndarray
+    classes: list[str]
+    folds_hash: str
+
+
+def config_of(folder: Path) -> dict:
+    path = folder / "config.yaml"
+    return yaml.safe_load(path.read_text()) if path.is_file() else {}
+
+
+def load_source(comp: Competition, name: str, train_ids: pd.Series, test_ids: pd.Series) -> Source:
+    folder = comp.runs_dir / name
+    if config_of(folder).get("kind") == "full":  # solver.train.full_fit: trained on every row, so no OOF to weigh it by
+        raise SolverError(
+            f"source '{name}' is a full refit without OOF predictions: ensembles and stacks cannot use it; use '{name.rsplit('/', 1)[0]}'"
+        )
+    for file_name in ("oof.csv", "test.csv"):
+        if not (folder / file_name).is_file():
+            raise SolverError(f"source '{name}' has no {file_name} ({folder / file_name}): train all its folds (or run its stage) first")
+    config = config_of(folder)
+    classes = config.get("classes") or comp.classes
+    id_col = comp.cfg.id_column
+    frames = {}
+    for split, ids in (("oof", train_ids), ("test", test_ids)):
+        df = read_csv(folder / f"{split}.csv", f"{split} predictions of {name}")
+        if set(df[id_col]) != set(ids):
+            raise SolverError(f"{folder / f'{split}.csv'}: its ids are not those of the competition's current {split} rows; recompute the source")
+        missing = [c for c in classes if c not in df.columns]
+        if missing:
+            raise SolverError(f"{folder / f'{split}.csv'}: no column for class {missing[0]!r}")
+        frames[split] = df.set_index(id_col).loc[ids, classes].to_numpy(dtype=float)
+    return Source(name, frames["oof"], frames["test"], [str(c) for c in classes], config.get("folds_hash", "unknown"))
+
+
+def check_sources(comp: Competition, sources: list[Source]) -> None:
+    """Sources to combine must share the class list and the folds file, and that must be the competition's current one."""
+    check_compatible([s.name for s in sources], [s.classes for s in sources], [s.folds_hash for s in sources])
+    if sources[0].classes != comp.classes:
+        raise SolverError(f"the sources' class list differs from {comp.name}'s current one; recompute them")
+    if sources[0].folds_hash != folds_hash(comp):
+        raise SolverError(f"the sources were made with another folds file than {comp.folds_path}; retrain them on the current folds")
+
+
+def write_source(comp: Competition, name: str, kind: str, oof: np.ndarray, test: np.ndarray, y: np.ndarray, folds: np.ndarray, extra: dict) -> dict:
+    """Write oof.csv, test.csv, config.yaml and score.json of a new source; return its score."""
+    out = comp.runs_dir / name
+    id_col = comp.cfg.id_column
+    train, test_df = comp.read_train(), comp.read_test()
+    fold_scores = [comp.metric(y[folds == k], oof[folds == k]) for k in range(comp.cfg.n_folds)]
+    score = {
+        "source": name,
+        "kind": kind,
+        "model": extra.pop("model", kind),
+        "metric": comp.metric.name,
+        "greater_is_better": comp.metric.greater_is_better,
+        "cv": comp.metric(y, oof),
+        "fold_scores": fold_scores,
+        "holdout": score_holdout(comp, test_df, test),
+        "git_sha": git_sha(comp.root),
+        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+        **extra,
+    }
+    oof_df = pd.DataFrame(oof, columns=comp.classes)
+    oof_df.insert(0, "fold", folds)
+    oof_df.insert(0, id_col, train[id_col].to_numpy())
+    test_out = pd.DataFrame(test, columns=comp.classes)
+    test_out.insert(0, id_col, test_df[id_col].to_numpy())
+    submission = out / "submission.csv"
+    if submission.is_file():  # written from the predictions replaced below: kept, but never mistaken for the new ones
+        os.replace(submission, out / "submission.stale.csv")
+        print(f"{submission}: made from the previous predictions, renamed submission.stale.csv; `make submit` writes a new one")
+    write_csv(oof_df, out / "oof.csv")
+    write_csv(test_out, out / "test.csv")
+    config = {"kind": kind, "classes": comp.classes, "folds_hash": folds_hash(comp), **{k: v for k, v in extra.items() if k != "inputs"}}
+    config["input_hashes"] = input_hashes(comp, extra.get("inputs", []), extra.get("knn", []))
+    write_yaml(config, out / "config.yaml")
+    write_json(score, out / "score.json")
+    holdout = f", held-out {score['holdout']:.4f}" if score["holdout"] is not None else ""
+    print(f"{comp.name}/{name}: CV {comp.metric.name} {score['cv']:.4f}{holdout}")
+    return score
+
+
+# ----------------------------------------------------------------------------------------------------------
+# kNN features
+
+
+def input_hashes(comp: Competition, inputs: list[str], knn: list[str]) -> dict[str, str]:
+    """What a level-2 source was made from, so a retrained input makes it visibly stale (solver.submit.submission.stale_inputs)."""
+    hashes = {name: files_hash([comp.runs_dir / name / "oof.csv", comp.runs_dir / name / "test.csv"]) for name in inputs}
+    for name in knn:
+        folder = comp.runs_dir / name / "knn"
+        hashes[f"{name}/knn"] = files_hash([folder / "features_oof.csv", folder / "features_test.csv"])
+    return hashes
+
+
+def check_compatible(names: list[str], classes: list[list[str]], folds_hashes: list[str]) -> None:
+    """Refuse to blend experiments whose columns mean different classes or whose OOF came from different folds.
+
+    Different folds make OOF rows of one experiment predictions of a model that saw those labels in another, so
+    any weights or stack fitted on them leak; different class lists silently average unrelated columns.
+    """
+    if not (len(names) == len(classes) == len(folds_hashes)):
+        raise SolverError(
+            f"check_compatible: {len(names)} names, {len(classes)} class lists, {len(folds_hashes)} folds hashes; give one each per experiment"
+        )
+    if not names:
+        return
+    first, ref = names[0], [str(c) for c in classes[0]]
+    for name, cls in zip(names[1:], classes[1:]):
+        cls = [str(c) for c in cls]
+        if cls == ref:
+            continue
+        for i, (a, b) in enumerate(zip(ref, cls)):
+            if a != b:
+                order = " (same classes in a different order)" if sorted(ref) == sorted(cls) else ""
+                raise SolverError(
+                    f"experiments '{first}' and '{name}' have different classes{order}: class {i} is '{a}' in '{first}' "
+                    f"but '{b}' in '{name}'; ensemble only experiments of the same competition and class list"
+                )
+        longer, shorter = (first, name) if len(ref) > len(cls) else (name, first)
+        extra = (ref if len(ref) > len(cls) else cls)[min(len(ref), len(cls))]
+        raise SolverError(
+            f"experiments '{first}' ({len(ref)} classes) and '{name}' ({len(cls)} classes) have different classes: "
+            f"'{longer}' has class '{extra}' that '{shorter}' lacks; ensemble only experiments with the same class list"
+        )
+    for name, h in zip(names[1:], folds_hashes[1:]):
+        if h != folds_hashes[0]:
+            raise SolverError(
+                f"experiments '{first}' and '{name}' were trained on different folds files (hash {folds_hashes[0]} vs {h}); "
+                "their OOF predictions are not comparable and blending them leaks labels: retrain one on the current folds file"
+            )
