@@ -18,7 +18,7 @@ from solver.level2.knn_stage import knn_stage
 from solver.nn import distributed
 from solver.predict.run import predict_experiment
 from solver.runs.leaderboard import collect_scores
-from solver.runs.staleness import stale_inputs
+from solver.runs.source import stale_inputs
 from solver.train.run import train_experiment
 from tests.synthetic import TINY_EXPERIMENT, make_competition
 from tests.test_parallel_folds import ENV
