@@ -4,7 +4,6 @@ a resume after a config change, a retrain (FRESH) stopped halfway, a fold whose 
 import os
 import shutil
 import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -20,6 +19,7 @@ from solver.predict.run import predict_experiment
 from solver.runs.leaderboard import collect_scores
 from solver.runs.staleness import stale_inputs
 from solver.train.run import train_experiment
+from tests.conftest import solver_command
 from tests.synthetic import TINY_EXPERIMENT, make_competition
 from tests.test_parallel_folds import ENV
 
@@ -169,7 +169,7 @@ def test_model_kwargs_without_a_space_after_the_colon_is_an_error():
 def test_knn_and_predict_take_the_run_folder_name(repo, root):
     runs = root / "runs/synth"
     (runs / "tiny").rename(runs / "sweep1")
-    command = [sys.executable, str(repo / "bin/knn.py"), "--root", str(root), "--comp", "synth", "--exp", "tiny", "--name", "sweep1", "knn.k=3"]
+    command = solver_command("knn", "--root", str(root), "--comp", "synth", "--exp", "tiny", "--name", "sweep1", "knn.k=3")
     done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (runs / "sweep1/knn/score.json").is_file() and not (runs / "tiny").exists()
@@ -182,7 +182,7 @@ def test_knn_and_predict_take_the_run_folder_name(repo, root):
 def test_an_all_folds_job_whose_fold_a_parallel_job_finished_exits_0(repo, root):
     run = root / "runs/synth/tiny"
     (run / "fold1").rename(root / "fold1")  # what the parallel `FOLD=1` job (this test) will promote
-    command = [sys.executable, str(repo / "bin/train.py"), "--root", str(root), "--comp", "synth", "--exp", "tiny"]
+    command = solver_command("train", "--root", str(root), "--comp", "synth", "--exp", "tiny")
     with distributed.locked(run / ".fold1.lock", "fold 1"):  # the parallel job is training fold 1
         job = subprocess.Popen(command, env={**ENV, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         lines = []
