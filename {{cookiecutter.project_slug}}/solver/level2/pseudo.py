@@ -160,7 +160,7 @@ def _folds_to_train(run: Experiment, fresh: bool) -> tuple[list[int], list[int]]
         if difference and not (fresh or relabelled):
             raise SolverError(
                 f"{run.fold_dir(k)} finished with other settings ({difference}); FRESH=1 (--fresh) retrains it with these "
-                f"(its results stay until every fold is replaced), or NAME=<run> (--name) for a run of its own"
+                f"(its results stay until every fold is replaced), or RUN=<run folder> (--name) for a run of its own"
             )
         if fresh or difference or not fold_complete(run, k):
             todo.append(k)

@@ -49,7 +49,7 @@ from solver.runs.compatibility import config_difference, read_fold_config
 from solver.runs.source import CONFIG_FILE, read_config, read_score
 
 MANIFEST = "package.json"
-INFER_TEMPLATE = Path(__file__).with_name("package_infer.py")
+INFER_TEMPLATE = Path(__file__).with_name("offline_infer.py")
 USER_PLACEHOLDER = "your-kaggle-username"
 TTA_SOURCE = re.compile(r"^(?P<exp>[^/]+)/tta(?P<views>\d+)$")
 

@@ -27,7 +27,7 @@ def make_submission(comp: Competition, source_dir: Path, out_path: Path | None =
     """Read <source_dir>/test.csv, build and validate the submission, write it atomically."""
     stale = stale_inputs(source_dir)
     if stale:
-        raise SolverError(f"{source_dir.name} is stale: {stale}; run its stage again (make ensemble / make lgbm) before submitting it")
+        raise SolverError(f"{source_dir.name} is stale: {stale}; run its stage again (make ensemble / make stack) before submitting it")
     test_path = source_dir / "test.csv"
     if not test_path.is_file():
         raise SolverError(f"{test_path} not found: no test predictions for {source_dir.name}; train all folds (or `make predict`) first")

@@ -55,7 +55,7 @@ def check_finished_folds(exp: Experiment, training: list[int], fresh: bool = Fal
             raise SolverError(
                 f"{exp.fold_dir(k)} finished with another config ({difference}); FRESH=1 (--fresh) retrains it with this one "
                 f"(FRESH=1 FOLD={k}: only this fold) "
-                f"(the experiment's results stay until every fold is replaced), or NAME=<run> (--name) trains this config beside it"
+                f"(the experiment's results stay until every fold is replaced), or RUN=<run folder> (--name) trains this config beside it"
             )
         if difference:
             raise SolverError(

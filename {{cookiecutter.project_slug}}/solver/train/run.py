@@ -129,7 +129,7 @@ def _already_complete(exp: Experiment, folds: list[int]) -> dict:
     which = "every fold" if len(folds) == exp.n_folds else f"fold(s) {', '.join(map(str, folds))}"
     print(
         f"{exp.comp.name}/{exp.name} is complete ({which} trained with this config, CV {score['metric']} {score['cv']:.4f}): nothing to train. "
-        f"To train it again: FRESH=1 (--fresh; its results stay until every fold is replaced), or NAME=<run> (--name) for a new run folder"
+        f"To train it again: FRESH=1 (--fresh; its results stay until every fold is replaced), or RUN=<run folder> (--name) for a new run folder"
     )
     return score
 
