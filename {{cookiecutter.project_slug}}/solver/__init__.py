@@ -11,6 +11,7 @@ One folder per stage, in the order the data flows; each imports only from the fo
   level2/       kNN features, ensembles, stacks, pseudo-labels
   adapt/        prior shift, head tuning, multilabel thresholds
   submit/       the validated submission and its ledger, the offline package for code competitions
+  commands/     one thin module per verb of `python -m solver <verb>` (__main__.py dispatches)
 
 Importing it has no side effects; the modules are plain functions and small dataclasses.
 """
