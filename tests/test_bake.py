@@ -111,7 +111,8 @@ def test_generated_tests_pass(baked):
     repo, combo = baked
     if combo != DEFAULT_COMBO:
         pytest.skip("the generated suite runs once, in the default bake; this bake's choices are checked by the tests beside this one")
-    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    # Two workers (pytest-xdist), each with its share of the cores (tests/conftest.py): the demo runs beside the rest.
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", "--durations=15"]
     result = subprocess.run(args, cwd=repo, capture_output=True, text=True, timeout=2400)
     print(result.stdout[-5000:])
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]

@@ -9,6 +9,15 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 import torch  # noqa: E402
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+# Under pytest-xdist (pytest -n N) the N workers share the cores as `make train JOBS=N` jobs do: N torch processes each
+# taking every core's threads run several times slower than alone. Subprocesses inherit the share (OMP_NUM_THREADS).
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1:
+    from solver.base.threads import THREAD_VARIABLES, thread_share  # noqa: E402
+
+    torch.set_num_threads(min(torch.get_num_threads(), thread_share(WORKERS)))
+    for _name in THREAD_VARIABLES:
+        os.environ[_name] = str(torch.get_num_threads())
 
 REPO = Path(__file__).resolve().parents[1]
 # Subprocesses run `python -m solver <verb>`: whatever their cwd, they find this repository's solver first.
