@@ -10,7 +10,7 @@ INCLUDE_DEMO = "{{ cookiecutter.include_demo }}" == "yes"
 COMPETITION = "{{ cookiecutter.competition_slug }}"
 TASK = "{{ cookiecutter.competition_task }}"
 
-DEMO_FILES = ["digits", "bin/demo.py", "tests/test_demo.py", "benchmarks/recipe_vs_plain.py"]
+DEMO_FILES = ["digits", "solver/commands/demo.py", "tests/test_demo.py", "benchmarks/recipe_vs_plain.py"]
 
 
 def remove(paths: list[str]) -> None:
@@ -25,8 +25,9 @@ def remove(paths: list[str]) -> None:
 def write_first_competition() -> None:
     """The repo's own `make competition` writes it: one source for the per-competition files, no second copy to drift.
 
-    bin/new_competition.py needs only the standard library, so cookiecutter's Python runs it."""
-    command = [sys.executable, "bin/new_competition.py", "--name", COMPETITION, "--task", TASK, "--quiet"]
+    `python -m solver new-competition` needs only the standard library, so cookiecutter's Python runs it from the
+    generated repository's root (the current folder here)."""
+    command = [sys.executable, "-m", "solver", "new-competition", "--name", COMPETITION, "--task", TASK, "--quiet"]
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     if result.returncode != 0:
         print(result.stderr.strip() or result.stdout.strip(), file=sys.stderr)

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import BIN, TEMPLATE, bake
 
 TEMPLATE_PROJECT = TEMPLATE / "{{cookiecutter.project_slug}}"
-DEMO_ONLY = {"digits", "bin/demo.py", "tests/test_demo.py", "benchmarks/recipe_vs_plain.py"}
+DEMO_ONLY = {"digits", "solver/commands/demo.py", "tests/test_demo.py", "benchmarks/recipe_vs_plain.py"}
 IGNORED = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 
 
@@ -27,7 +27,7 @@ def expected_files(combo: dict) -> set[str]:
         if combo["include_demo"] == "no" and any(name == d or name.startswith(d + "/") for d in DEMO_ONLY):
             continue
         expected.add(name)
-    # The first competition's folder is written by the post_gen hook (bin/new_competition.py), not copied.
+    # The first competition's folder is written by the post_gen hook (python -m solver new-competition), not copied.
     return expected | {"my_competition/competition.yaml", "my_competition/configs/exp001.yaml"}
 
 
@@ -39,10 +39,11 @@ def test_exact_file_set(baked):
         "README.md",
         "pyproject.toml",
         ".gitignore",
-        "bin/train.py",
-        "bin/predict.py",
-        "bin/submit.py",
-        "bin/leaderboard.py",
+        "solver/__main__.py",
+        "solver/commands/train.py",
+        "solver/commands/predict.py",
+        "solver/commands/submit.py",
+        "solver/commands/leaderboard.py",
         "solver/train/loop.py",
         "my_competition/competition.yaml",
         "my_competition/configs/exp001.yaml",
@@ -67,6 +68,20 @@ def test_choices_reach_the_files(baked):
     assert "COMP ?= my_competition" in makefile
     ignored = (repo / ".gitignore").read_text().split()
     assert "/data/" in ignored and "/runs/" in ignored  # anchored: solver/runs/ is code, runs/ at the root is results
+
+
+def test_solver_help_lists_the_verbs_of_this_bake(baked):
+    """`python -m solver --help` lists the pipeline's verbs; a bake without the demo has no demo verb."""
+    repo, combo = baked
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    result = subprocess.run([sys.executable, "-m", "solver", "--help"], cwd=repo, capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    verbs = {line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ")}
+    assert {"new-competition", "check-data", "train", "predict", "stack", "submit"} <= verbs
+    assert ("demo" in verbs) == (combo["include_demo"] == "yes")
+    if combo["include_demo"] == "no":
+        demo = subprocess.run([sys.executable, "-m", "solver", "demo"], cwd=repo, capture_output=True, text=True, timeout=60, env=env)
+        assert demo.returncode == 2 and demo.stderr.startswith("error: 'demo' is not included")
 
 
 def test_ruff_clean(baked):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark, not a test: two fold jobs side by side against one job training both folds in sequence.
 
-On a synthetic two-fold competition (tests/synthetic.py), each a separate `bin/train.py` process:
+On a synthetic two-fold competition (tests/synthetic.py), each a separate `python -m solver train` process:
   sequence          one job, --fold 0,1, every core's threads (torch's default)
   side by side      two jobs at once, --fold 0 and --fold 1, each --jobs 2: cores // 2 threads (solver/base/threads.py)
   side by side, all threads   the same two jobs without --jobs: each takes every core (what issue 16 measured 8x slower)
@@ -27,7 +27,7 @@ from tests.synthetic import make_competition  # noqa: E402
 
 
 def fold_job(root: Path, name: str, folds: str, jobs: int | None) -> list[str]:
-    command = [sys.executable, str(REPO / "bin/train.py"), "--root", str(root), "--comp", "synth", "--exp", "bench", "--fold", folds, "--name", name]
+    command = [sys.executable, "-m", "solver", "train", "--root", str(root), "--comp", "synth", "--exp", "bench", "--fold", folds, "--name", name]
     return command + (["--jobs", str(jobs)] if jobs else [])
 
 
@@ -62,6 +62,7 @@ def main() -> None:
     # The jobs choose their own threads: drop this shell's thread settings (a test's OMP_NUM_THREADS=1).
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
     env["CUDA_VISIBLE_DEVICES"] = ""
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)  # python -m solver finds this repository's solver
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         make_competition(root, n_train=args.images, n_test=16, size=args.size, experiment=experiment)

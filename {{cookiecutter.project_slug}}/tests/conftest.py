@@ -1,4 +1,5 @@
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,13 @@ import torch  # noqa: E402
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 REPO = Path(__file__).resolve().parents[1]
+# Subprocesses run `python -m solver <verb>`: whatever their cwd, they find this repository's solver first.
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+
+
+def solver_command(verb: str, *args: str) -> list[str]:
+    """The command line of `python -m solver <verb> args` as make runs it (under torchrun: [1:], after its options)."""
+    return [sys.executable, "-m", "solver", verb, *args]
 
 
 @pytest.fixture

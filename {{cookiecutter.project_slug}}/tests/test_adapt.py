@@ -2,7 +2,6 @@
 submissions follow the thresholds, and bad configs are clear errors."""
 
 import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -18,7 +17,7 @@ from solver.competition.folds import folds_hash, load_folds
 from solver.runs.leaderboard import collect_scores
 from solver.submit.submission import make_submission
 from solver.train.run import train_experiment
-from tests.conftest import REPO
+from tests.conftest import REPO, solver_command
 from tests.synthetic import make_competition
 
 
@@ -236,11 +235,11 @@ def test_expected_frequencies_set_the_test_label_rates(tmp_path):
 
 
 def test_thresholds_end_to_end_on_a_trained_multilabel_competition(tmp_path, repo):
-    """Train a tiny multilabel competition, `bin/adapt.py` thresholds, submit: the submission uses the thresholds."""
+    """Train a tiny multilabel competition, `python -m solver adapt` thresholds, submit: the submission uses the thresholds."""
     make_competition(tmp_path, task="multilabel", n_train=48, n_test=16)
     train_experiment(tmp_path, "synth", "tiny")
     _write(tmp_path / "synth/adapt/th.yaml", {"source": "tiny", "method": "thresholds", "at_least_one": True})
-    command = [sys.executable, str(repo / "bin/adapt.py"), "--root", str(tmp_path), "--comp", "synth", "--name", "th"]
+    command = solver_command("adapt", "--root", str(tmp_path), "--comp", "synth", "--name", "th")
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     comp = Competition.load(tmp_path, "synth")

@@ -1,5 +1,4 @@
 import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -8,13 +7,12 @@ import yaml
 
 from solver.competition.check_data import check_data
 from solver.competition.contract import Competition
+from tests.conftest import solver_command
 from tests.synthetic import make_competition
 
 
 def check(repo, root, *extra) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(repo / "bin/check_data.py"), "--root", str(root), "--comp", "synth", *extra], capture_output=True, text=True
-    )
+    return subprocess.run(solver_command("check-data", "--root", str(root), "--comp", "synth", *extra), capture_output=True, text=True)
 
 
 def test_clean_data_passes(tmp_path):

@@ -2,10 +2,11 @@
 
 import shutil
 import subprocess
-import sys
 
 import pandas as pd
 import pytest
+
+from tests.conftest import solver_command
 
 N_TEST = 360  # held-out digits
 
@@ -13,9 +14,7 @@ N_TEST = 360  # held-out digits
 @pytest.mark.slow
 def test_full_demo_end_to_end(repo, tmp_path):
     shutil.copytree(repo / "digits", tmp_path / "digits")
-    result = subprocess.run(
-        [sys.executable, str(repo / "bin/demo.py"), "--root", str(tmp_path), "--full"], capture_output=True, text=True, timeout=2400
-    )
+    result = subprocess.run(solver_command("demo", "--root", str(tmp_path), "--full"), capture_output=True, text=True, timeout=2400)
     assert result.returncode == 0, result.stderr[-3000:]
     print(result.stdout[-3000:])
     board = pd.read_csv(tmp_path / "runs/digits/leaderboard.csv")

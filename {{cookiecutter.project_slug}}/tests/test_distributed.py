@@ -19,6 +19,7 @@ import yaml
 from solver.base.errors import SolverError
 from solver.competition.contract import Competition
 from solver.nn.distributed import check_launch
+from tests.conftest import solver_command
 from tests.synthetic import make_competition
 
 EXPERIMENT = {
@@ -31,11 +32,9 @@ ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHON
 
 
 def train(repo, root, processes: int, *overrides: str) -> subprocess.CompletedProcess:
-    script = [str(repo / "bin/train.py"), "--root", str(root), "--comp", "synth", "--exp", "tiny", *overrides]
-    if processes > 1:  # torchrun itself (python -m torch.distributed.run is the torchrun entry point)
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", *script]
-    else:
-        command = [sys.executable, *script]
+    command = solver_command("train", "--root", str(root), "--comp", "synth", "--exp", "tiny", *overrides)
+    if processes > 1:  # torchrun itself (python -m torch.distributed.run is the torchrun entry point); its -m runs `solver` as a module
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", *command[1:]]
     return subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=900, cwd=repo)
 
 

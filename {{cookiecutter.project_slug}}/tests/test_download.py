@@ -11,6 +11,7 @@ from solver.base.errors import SolverError
 from solver.competition.check_data import check_data
 from solver.competition.contract import Competition
 from solver.competition.kaggle import download
+from tests.conftest import solver_command
 from tests.synthetic import make_competition
 
 
@@ -135,9 +136,7 @@ def test_missing_slug_cli_and_credentials_are_clear_errors(repo, tmp_path, monke
             "KAGGLE_API_TOKEN": "",
             "KAGGLE_CONFIG_DIR": str(tmp_path / "none"),
         }
-        return subprocess.run(
-            [sys.executable, str(repo / "bin/download.py"), "--root", str(tmp_path), "--comp", "synth"], capture_output=True, text=True, env=env
-        )
+        return subprocess.run(solver_command("download", "--root", str(tmp_path), "--comp", "synth"), capture_output=True, text=True, env=env)
 
     contract = tmp_path / "synth/competition.yaml"
     with_slug = contract.read_text()

@@ -1,6 +1,5 @@
 import shutil
 import subprocess
-import sys
 
 import pytest
 import yaml
@@ -13,6 +12,7 @@ from solver.config.competition import load_competition_config
 from solver.config.experiment import load_experiment_config
 from solver.train.experiment import load_experiment
 from solver.train.run import train_fold
+from tests.conftest import solver_command
 from tests.synthetic import make_competition
 
 # (pretrained off: tests never reach the network; tests/test_pretrained.py trains from a hub cache it writes)
@@ -20,7 +20,7 @@ TINY = ["model.name=test_resnet", "model.pretrained=false", "data.image_size=32"
 
 
 def new(repo, root, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(repo / "bin/new_competition.py"), "--root", str(root), *args], capture_output=True, text=True)
+    return subprocess.run(solver_command("new-competition", "--root", str(root), *args), capture_output=True, text=True)
 
 
 @pytest.mark.parametrize("task", ["multiclass", "multilabel"])

@@ -4,7 +4,6 @@ a resume after a config change, a retrain (FRESH) stopped halfway, a fold whose 
 import os
 import shutil
 import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -18,8 +17,9 @@ from solver.level2.knn_stage import knn_stage
 from solver.nn import distributed
 from solver.predict.run import predict_experiment
 from solver.runs.leaderboard import collect_scores
-from solver.runs.staleness import stale_inputs
+from solver.runs.source import stale_inputs
 from solver.train.run import train_experiment
+from tests.conftest import solver_command
 from tests.synthetic import TINY_EXPERIMENT, make_competition
 from tests.test_parallel_folds import ENV
 
@@ -57,7 +57,7 @@ def test_training_a_finished_experiment_again_leaves_it_as_it_is(root, capsys):
     capsys.readouterr()
     train_experiment(root, "synth", "tiny")  # returns: `make train` exits 0
     out = capsys.readouterr().out
-    assert "is complete" in out and "FRESH=1" in out and "NAME=" in out
+    assert "is complete" in out and "FRESH=1" in out and "RUN=" in out
     assert "epoch" not in out  # nothing was trained
     assert snapshot(run) == before
 
@@ -66,7 +66,7 @@ def test_another_config_for_a_finished_run_is_refused_naming_the_keys(root):
     run = root / "runs/synth/tiny"
     before = snapshot(run)
     every_key = r"data\.batch_size 4 \(now\) vs 8 \(there\), train\.lr 0\.01 \(now\) vs 0\.003 \(there\)\)"
-    with pytest.raises(SolverError, match=every_key + ".*FRESH=1.*NAME="):
+    with pytest.raises(SolverError, match=every_key + ".*FRESH=1.*RUN="):
         train_experiment(root, "synth", "tiny", overrides=["train.lr=0.01", "data.batch_size=4"])
     assert snapshot(run) == before
 
@@ -145,9 +145,9 @@ def test_predict_refuses_a_fold_whose_checkpoint_is_gone(root):
     with pytest.raises(SolverError, match=r"fold1/best\.pt.*make train COMP=synth EXP=tiny FOLD=1"):
         predict_experiment(root, "synth", "tiny")
     assert snapshot(run) == before
-    # a run folder of its own (NAME=) is named in the hint with the experiment file it was trained from
+    # a run folder of its own (RUN=) is named in the hint with the experiment file it was trained from
     shutil.copytree(run, root / "runs/synth/copy")
-    with pytest.raises(SolverError, match=r"retrain that fold: make train COMP=synth EXP=tiny NAME=copy FOLD=1"):
+    with pytest.raises(SolverError, match=r"retrain that fold: make train COMP=synth EXP=tiny RUN=copy FOLD=1"):
         predict_experiment(root, "synth", "tiny", run_name="copy")
 
 
@@ -169,20 +169,20 @@ def test_model_kwargs_without_a_space_after_the_colon_is_an_error():
 def test_knn_and_predict_take_the_run_folder_name(repo, root):
     runs = root / "runs/synth"
     (runs / "tiny").rename(runs / "sweep1")
-    command = [sys.executable, str(repo / "bin/knn.py"), "--root", str(root), "--comp", "synth", "--exp", "tiny", "--name", "sweep1", "knn.k=3"]
+    command = solver_command("knn", "--root", str(root), "--comp", "synth", "--exp", "tiny", "--name", "sweep1", "knn.k=3")
     done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (runs / "sweep1/knn/score.json").is_file() and not (runs / "tiny").exists()
     recipes = (repo / "Makefile").read_text().split("\n\n")
     for target in ("predict", "knn"):
         recipe = next(block for block in recipes if block.lstrip().startswith(f"{target}:"))
-        assert "$(if $(NAME),--name $(NAME))" in recipe, recipe
+        assert "$(if $(RUN),--name $(RUN))" in recipe, recipe
 
 
 def test_an_all_folds_job_whose_fold_a_parallel_job_finished_exits_0(repo, root):
     run = root / "runs/synth/tiny"
     (run / "fold1").rename(root / "fold1")  # what the parallel `FOLD=1` job (this test) will promote
-    command = [sys.executable, str(repo / "bin/train.py"), "--root", str(root), "--comp", "synth", "--exp", "tiny"]
+    command = solver_command("train", "--root", str(root), "--comp", "synth", "--exp", "tiny")
     with distributed.locked(run / ".fold1.lock", "fold 1"):  # the parallel job is training fold 1
         job = subprocess.Popen(command, env={**ENV, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         lines = []

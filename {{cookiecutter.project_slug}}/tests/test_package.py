@@ -51,9 +51,9 @@ def test_offline_package_predicts_what_make_submit_writes(trained, tmp_path, mon
     assert (run / "confusion_matrix.png").is_file() and (run / "learning_curves.png").is_file()  # the run's reports
     expected = pd.read_csv(make_submission(comp, run, tmp_path / "expected.csv"), dtype=str)
 
-    # bin/package.py as `make package COMP=synth SOURCE=tiny KAGGLE_USER=someone` runs it (in this process: no second torch import)
-    monkeypatch.setattr(sys, "argv", ["package.py", "--root", str(trained), "--comp", "synth", "--source", "tiny", "--user", "someone"])
-    runpy.run_path(str(REPO / "bin/package.py"), run_name="__main__")
+    # `python -m solver package` as `make package COMP=synth SOURCE=tiny KAGGLE_USER=someone` runs it (in this process: no second torch import)
+    monkeypatch.setattr(sys, "argv", ["solver", "package", "--root", str(trained), "--comp", "synth", "--source", "tiny", "--user", "someone"])
+    runpy.run_module("solver", run_name="__main__")
     package = trained / "build/package/synth-tiny"
     assert f"packaged synth/tiny into {package}" in capsys.readouterr().out
     names = {str(p.relative_to(package)) for p in package.rglob("*") if p.is_file()}

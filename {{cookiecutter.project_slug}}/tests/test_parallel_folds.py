@@ -2,7 +2,6 @@
 
 import os
 import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -12,6 +11,7 @@ from solver.competition.contract import Competition
 from solver.nn import distributed
 from solver.train.experiment import load_experiment
 from solver.train.run import train_fold
+from tests.conftest import solver_command
 from tests.synthetic import make_competition
 
 ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
@@ -20,7 +20,7 @@ FOLD_FILES = {"best.pt", "last.pt", "metrics.csv", "config.yaml", "oof.csv", "te
 
 def test_two_fold_jobs_at_once(repo, tmp_path):
     make_competition(tmp_path, n_train=48)  # no folds.csv yet: both jobs race to make it
-    command = [sys.executable, str(repo / "bin/train.py"), "--root", str(tmp_path), "--comp", "synth", "--exp", "tiny", "--fold"]
+    command = solver_command("train", "--root", str(tmp_path), "--comp", "synth", "--exp", "tiny", "--fold")
     jobs = [subprocess.Popen([*command, str(k)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in (0, 1)]
     outputs = [job.communicate(timeout=900) for job in jobs]
     for job, (_, err) in zip(jobs, outputs):

@@ -6,7 +6,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import huggingface_hub.constants
@@ -28,6 +27,7 @@ from solver.submit.package import build_package, predict_package
 from solver.submit.submission import make_submission
 from solver.train.experiment import load_experiment
 from solver.train.run import train_experiment
+from tests.conftest import solver_command
 from tests.synthetic import TINY_EXPERIMENT, make_competition
 
 MODEL = "test_resnet.r160_in1k"  # a tiny timm model whose pretrained tag lives on the hub (timm/test_resnet.r160_in1k)
@@ -131,7 +131,7 @@ def test_bad_pretrained_input_is_one_line_before_anything_is_written(tmp_path, h
 def test_train_without_cached_weights_is_an_error_line(tmp_path, hf_home, repo):
     make_competition(tmp_path, experiment=pretrained_experiment())
     env = {**os.environ, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, str(repo / "bin/train.py"), "--root", str(tmp_path), "--comp", "synth", "--exp", "tiny"]
+    command = solver_command("train", "--root", str(tmp_path), "--comp", "synth", "--exp", "tiny")
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]  # (progress bars come before it)

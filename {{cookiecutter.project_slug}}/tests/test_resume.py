@@ -3,7 +3,6 @@
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pandas as pd
@@ -11,6 +10,7 @@ import torch
 import yaml
 
 from solver.train.run import train_experiment
+from tests.conftest import solver_command
 from tests.synthetic import make_competition
 
 RECIPE = {
@@ -34,7 +34,7 @@ ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHON
 
 
 def train_command(repo, root):
-    return [sys.executable, str(repo / "bin/train.py"), "--root", str(root), "--comp", "synth", "--exp", "tiny"]
+    return solver_command("train", "--root", str(root), "--comp", "synth", "--exp", "tiny")
 
 
 def final_weights(root):

@@ -1,7 +1,6 @@
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -11,6 +10,7 @@ from solver.base.errors import SolverError
 from solver.competition.contract import Competition
 from solver.competition.submission_format import build_submission, validate_submission
 from solver.submit.submission import kaggle_submit, make_submission
+from tests.conftest import solver_command
 from tests.synthetic import make_competition
 from tests.test_download import CREDENTIALS, fake_kaggle, give_credentials, no_credentials
 
@@ -171,7 +171,7 @@ def test_submit_records_a_ledger_row_and_kaggle_gets_the_cv(repo, tmp_path, monk
     fake_test_predictions(comp, source)
     (source / "score.json").write_text(json.dumps({"kind": "experiment", "metric": "accuracy", "cv": 0.91234, "holdout": None}))
     run = lambda *extra: subprocess.run(  # noqa: E731
-        [sys.executable, str(repo / "bin/submit.py"), "--root", str(tmp_path), "--comp", "synth", "--source", "e", *extra],
+        solver_command("submit", "--root", str(tmp_path), "--comp", "synth", "--source", "e", *extra),
         capture_output=True,
         text=True,
         env={**os.environ, "HOME": str(tmp_path), "KAGGLE_USERNAME": "", "KAGGLE_KEY": ""},
@@ -184,7 +184,7 @@ def test_submit_records_a_ledger_row_and_kaggle_gets_the_cv(repo, tmp_path, monk
     assert no_cli.returncode == 2 and "kaggle CLI is not installed" in no_cli.stderr
     calls = fake_kaggle(tmp_path, monkeypatch)
     no_credentials = subprocess.run(
-        [sys.executable, str(repo / "bin/submit.py"), "--root", str(tmp_path), "--comp", "synth", "--source", "e", "--kaggle"],
+        solver_command("submit", "--root", str(tmp_path), "--comp", "synth", "--source", "e", "--kaggle"),
         capture_output=True,
         text=True,
         env={**os.environ, "HOME": str(tmp_path)},
@@ -193,7 +193,7 @@ def test_submit_records_a_ledger_row_and_kaggle_gets_the_cv(repo, tmp_path, monk
     monkeypatch.setenv("KAGGLE_USERNAME", "me")
     monkeypatch.setenv("KAGGLE_KEY", "secret")
     ok = subprocess.run(
-        [sys.executable, str(repo / "bin/submit.py"), "--root", str(tmp_path), "--comp", "synth", "--source", "e", "--kaggle"],
+        solver_command("submit", "--root", str(tmp_path), "--comp", "synth", "--source", "e", "--kaggle"),
         capture_output=True,
         text=True,
     )
@@ -228,9 +228,7 @@ def test_unknown_source_lists_the_sources(repo, tmp_path):
     make_competition(tmp_path)
     comp = Competition.load(tmp_path, "synth")
     fake_test_predictions(comp, tmp_path / "runs/synth/exp9")
-    result = subprocess.run(
-        [sys.executable, str(repo / "bin/submit.py"), "--root", str(tmp_path), "--comp", "synth", "--source", "exp1"], capture_output=True, text=True
-    )
+    result = subprocess.run(solver_command("submit", "--root", str(tmp_path), "--comp", "synth", "--source", "exp1"), capture_output=True, text=True)
     assert result.returncode == 2 and "sources with test predictions: exp9" in result.stderr
 
 

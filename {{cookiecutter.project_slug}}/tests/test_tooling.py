@@ -15,7 +15,7 @@ def make_targets() -> set[str]:
 
 def test_every_make_target_is_in_the_help_and_the_readme():
     makefile, readme = (REPO / "Makefile").read_text(), (REPO / "README.md").read_text()
-    help_lines = [line for line in makefile.splitlines() if line.strip().startswith("@echo")]
+    help_lines = [line for line in makefile.splitlines() if re.match(r"[a-z][a-z-]*:.*## ", line)]  # make help prints them
     for target in make_targets() - {"help"}:
         assert re.search(rf"^{re.escape(target)}:", makefile, re.M), f"make {target} has no rule"
         assert any(re.search(rf"\b{re.escape(target)}\b", line) for line in help_lines), f"make {target} is not in `make help`"
@@ -23,6 +23,17 @@ def test_every_make_target_is_in_the_help_and_the_readme():
             f"README: no make {target}"
         )
     assert {"lint", "package", "leaderboard", "test-fast"} <= make_targets()
+
+
+def test_every_make_variable_is_documented_where_it_is_defined():
+    """Each variable has a comment on the line above its definition (`## ` ones are what make help prints)."""
+    lines = (REPO / "Makefile").read_text().splitlines()
+    defined = [(i, line.split()[0]) for i, line in enumerate(lines) if re.match(r"[A-Z][A-Z_]* *(\?|:)?= ?", line)]
+    assert len(defined) > 30
+    for i, name in defined:
+        assert lines[i - 1].startswith("#"), f"Makefile: {name} has no comment above its definition"
+    documented = {line.split()[1].split("=")[0] for line in lines if line.startswith("## ")}
+    assert {"COMP", "EXP", "RUN", "ENSEMBLE", "STACK", "ADAPT", "GPUS"} <= documented and "NAME" not in documented
 
 
 def test_ci_installs_lints_and_runs_the_fast_tests_on_the_cpu():

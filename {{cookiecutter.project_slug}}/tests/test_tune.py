@@ -17,6 +17,7 @@ from solver.base.errors import SolverError
 from solver.competition.contract import Competition
 from solver.config.experiment import load_experiment_config
 from solver.train.tune import HEADER, default_storage, load_study, open_storage, tune
+from tests.conftest import solver_command
 from tests.synthetic import TINY_EXPERIMENT, make_competition
 
 ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
@@ -63,7 +64,7 @@ def test_tune_writes_the_best_trial_as_an_experiment_of_differences(tmp_path):
 def test_two_workers_on_one_study_run_exactly_the_trials_asked_for(repo, tmp_path):
     # One tune.seed for both workers started together: each trial still samples its own values.
     comp = tuned_competition(tmp_path, {"params": {"train.lr": {"low": 1e-3, "high": 1e-2, "log": True}}, "pruner": "none", "seed": 0})
-    command = [sys.executable, str(repo / "bin/tune.py"), "--root", str(tmp_path), "--comp", "synth", "--exp", "tiny", "--trials", "3", "--jobs", "2"]
+    command = solver_command("tune", "--root", str(tmp_path), "--comp", "synth", "--exp", "tiny", "--trials", "3", "--jobs", "2")
     workers = [subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [w.communicate(timeout=600) for w in workers]
     for w, (out, err) in zip(workers, outputs):
@@ -108,8 +109,8 @@ def test_under_torchrun_rank_0_samples_and_every_rank_trains_and_prunes_the_same
     study = load_study(comp, load_experiment_config(comp.experiment_path("tiny")).tune, "tiny", default_storage(comp))
     study.enqueue_trial({"train.lr": 3e-3})
     study.enqueue_trial({"train.lr": 1e-9})
-    script = [str(repo / "bin/tune.py"), "--root", str(tmp_path), "--comp", "synth", "--exp", "tiny", "--trials", "2"]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", *script]
+    tune_command = solver_command("tune", "--root", str(tmp_path), "--comp", "synth", "--exp", "tiny", "--trials", "2")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", *tune_command[1:]]  # torchrun -m solver tune
     proc = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=900, cwd=repo)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -148,7 +149,7 @@ def test_an_unreachable_storage_is_one_clear_line(repo, tmp_path):
     tuned_competition(tmp_path, {"params": {"train.lr": {"low": 1e-4, "high": 1e-2}}})
     url = "postgresql://solver:secret@127.0.0.1:9/optuna"  # the discard port: nothing listens on loopback
     proc = subprocess.run(
-        [sys.executable, str(repo / "bin/tune.py"), "--root", str(tmp_path), "--comp", "synth", "--exp", "tiny", "--storage", url],
+        solver_command("tune", "--root", str(tmp_path), "--comp", "synth", "--exp", "tiny", "--storage", url),
         env=ENV,
         capture_output=True,
         text=True,
@@ -229,7 +230,7 @@ def postgres():
 
 def test_two_workers_share_a_study_on_postgresql(repo, tmp_path, postgres):
     comp = tuned_competition(tmp_path, {"params": {"train.lr": {"low": 1e-3, "high": 1e-2, "log": True}}, "pruner": "none"})
-    command = [sys.executable, str(repo / "bin/tune.py"), "--root", str(tmp_path), "--comp", "synth", "--exp", "tiny", "--trials", "2"]
+    command = solver_command("tune", "--root", str(tmp_path), "--comp", "synth", "--exp", "tiny", "--trials", "2")
     workers = [
         subprocess.Popen([*command, "--storage", postgres], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
     ]

@@ -1,4 +1,4 @@
-"""Argument parsing shared by the thin scripts in bin/."""
+"""Argument parsing shared by the commands in solver/commands/ (`python -m solver <verb>`). Standard library only."""
 
 from __future__ import annotations
 
@@ -26,8 +26,12 @@ def fold_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"'{text}' is not a fold number or a comma-separated list of them, e.g. 0,2") from None
 
 
-def make_parser(doc: str, exp: bool = True, folds: bool = False, overrides: bool = False) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+PROG = "python -m solver"
+
+
+def make_parser(doc: str, verb: str, exp: bool = True, folds: bool = False, overrides: bool = False) -> argparse.ArgumentParser:
+    """The parser of `python -m solver <verb>`: --root and --comp, and --exp, --fold, key=value overrides where asked."""
+    parser = argparse.ArgumentParser(prog=f"{PROG} {verb}", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=Path("."), help="repository root (default: current folder)")
     parser.add_argument("--comp", required=True, help="competition folder, e.g. digits")
     if exp:

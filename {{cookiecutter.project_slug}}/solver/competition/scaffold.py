@@ -1,6 +1,6 @@
 """A new competition folder: <name>/competition.yaml (the data contract) and <name>/configs/exp001.yaml.
 
-The one source of the per-competition files: `make competition NAME=x TASK=multilabel [PRETRAINED=0]` calls it, and so does
+The one source of the per-competition files: `make competition COMP=x TASK=multilabel [PRETRAINED=0]` calls it, and so does
 the template's post-generation hook for the first competition. Standard library only (the hook runs it with
 cookiecutter's Python, before this repository's dependencies are installed).
 """
@@ -145,7 +145,7 @@ def experiment_yaml(name: str, pretrained: bool = True) -> str:
 def check_name(root: Path, name: str) -> None:
     """A competition name is a lowercase Python identifier, not one of the repository's folders, not taken."""
     if not name:
-        raise SolverError("no competition name: give one, e.g. make competition NAME=protein_atlas TASK=multilabel")
+        raise SolverError("no competition name: give one, e.g. make competition COMP=protein_atlas TASK=multilabel")
     if not name.isidentifier() or keyword.iskeyword(name) or name != name.lower():
         raise SolverError(
             f"competition name '{name}' is invalid: it must be a lowercase Python identifier (letters, digits, '_'), e.g. protein_atlas"

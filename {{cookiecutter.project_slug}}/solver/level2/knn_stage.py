@@ -14,7 +14,7 @@ from solver.competition.folds import folds_hash
 from solver.config.experiment import KnnSpec
 from solver.level2.knn import NeighbourIndex, fold_safe_knn_features, recall_at_k
 from solver.predict.embeddings import embeddings
-from solver.runs.source import config_of, write_source
+from solver.runs.source import KNN_FEATURE_FILES, read_config, write_source
 from solver.train.experiment import load_experiment
 
 
@@ -33,10 +33,11 @@ def knn_stage(root: Path, comp_name: str, exp_name: str, overrides=(), run_name:
         raise SolverError("knn.features must include label_distribution for the kNN source to be scored; add it")
     out = exp.dir / "knn"
     id_col = comp.cfg.id_column
-    for split, ids, features in (("oof", exp.train_df[id_col], oof_features), ("test", exp.test_df[id_col], test_features)):
+    splits = ((exp.train_df[id_col], oof_features), (exp.test_df[id_col], test_features))
+    for file_name, (ids, features) in zip(KNN_FEATURE_FILES, splits):
         frame = pd.DataFrame(features, columns=names)
         frame.insert(0, id_col, ids.to_numpy())
-        write_csv(frame, out / f"features_{split}.csv")
+        write_csv(frame, out / file_name)
     oof_probs = pd.DataFrame(oof_features, columns=names)[label_columns].to_numpy()
     test_probs = pd.DataFrame(test_features, columns=names)[label_columns].to_numpy()
     extra = {
@@ -60,12 +61,13 @@ def index_recall(index_vectors: np.ndarray, queries: np.ndarray, settings: KnnSp
 
 def load_knn_features(comp: Competition, exp_name: str, train_ids: pd.Series, test_ids: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
     folder = comp.runs_dir / exp_name / "knn"
-    if not (folder / "features_oof.csv").is_file():
-        raise SolverError(f"no kNN features for '{exp_name}' ({folder / 'features_oof.csv'}); run `make knn COMP={comp.name} EXP={exp_name}` first")
-    if config_of(folder).get("folds_hash") != folds_hash(comp):
+    oof_path, test_path = (folder / name for name in KNN_FEATURE_FILES)
+    if not oof_path.is_file():
+        raise SolverError(f"no kNN features for '{exp_name}' ({oof_path}); run `make knn COMP={comp.name} EXP={exp_name}` first")
+    if read_config(folder).get("folds_hash") != folds_hash(comp):
         raise SolverError(f"the kNN features of '{exp_name}' were made with another folds file; run `make knn` again")
     id_col = comp.cfg.id_column
-    oof = read_csv(folder / "features_oof.csv", "kNN features").set_index(id_col).loc[train_ids].astype(float)
-    test = read_csv(folder / "features_test.csv", "kNN features").set_index(id_col).loc[test_ids].astype(float)
+    oof = read_csv(oof_path, "kNN features").set_index(id_col).loc[train_ids].astype(float)
+    test = read_csv(test_path, "kNN features").set_index(id_col).loc[test_ids].astype(float)
     prefix = exp_name.replace("/", "_") + "_"
     return oof.add_prefix(prefix).reset_index(drop=True), test.add_prefix(prefix).reset_index(drop=True)

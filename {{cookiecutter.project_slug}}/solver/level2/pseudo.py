@@ -19,7 +19,6 @@ trained on, with their targets), oof.csv, test.csv, score.json, config.yaml.
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import numpy as np
 import pandas as pd
@@ -31,7 +30,7 @@ from solver.nn.curriculum import check_schedules
 from solver.nn.data import ImageDataset
 from solver.nn.runtime import resolve_device
 from solver.runs.compatibility import config_difference, read_fold_config
-from solver.runs.staleness import files_hash, stale_inputs
+from solver.runs.source import files_hash, read_score, stale_inputs
 from solver.train.experiment import Experiment, load_experiment
 from solver.train.fold_folders import finished_folds, fold_complete
 from solver.train.predictions import aggregate
@@ -161,7 +160,7 @@ def _folds_to_train(run: Experiment, fresh: bool) -> tuple[list[int], list[int]]
         if difference and not (fresh or relabelled):
             raise SolverError(
                 f"{run.fold_dir(k)} finished with other settings ({difference}); FRESH=1 (--fresh) retrains it with these "
-                f"(its results stay until every fold is replaced), or NAME=<run> (--name) for a run of its own"
+                f"(its results stay until every fold is replaced), or RUN=<run folder> (--name) for a run of its own"
             )
         if fresh or difference or not fold_complete(run, k):
             todo.append(k)
@@ -185,12 +184,12 @@ def pseudo_experiment(root, comp_name: str, exp_name: str, overrides=(), fresh: 
     run = pseudo_run(exp, labels)
     check_schedules(run.cfg, int((exp.folds != 0).sum()) + len(labels[0].rows), exp.comp.metric.greater_is_better)
     todo, restart = _folds_to_train(run, fresh)
-    if not todo and (run.dir / "score.json").is_file():
+    if not todo and read_score(run.dir) is not None:
         if stale_inputs(run.dir):  # the experiment's folds were retrained and labelled the same rows alike: the folds hold
             print(f"{comp_name}/{run.name}: the retrained folds of {exp.name} give the same pseudo-labels; joined again")
             with run.lock():
                 return aggregate(run)
-        score = json.loads((run.dir / "score.json").read_text())
+        score = read_score(run.dir)
         print(f"{comp_name}/{run.name} is complete (CV {score['metric']} {score['cv']:.4f}): nothing to train; FRESH=1 retrains it")
         return score
     _write_labels(run, labels)

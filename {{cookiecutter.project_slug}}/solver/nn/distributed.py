@@ -1,11 +1,11 @@
 """Several processes on one experiment: DDP ranks under torchrun, and fold jobs started side by side.
 
-DDP: `torchrun --nproc-per-node=N bin/train.py ...` starts N copies of the same script; torchrun sets RANK,
+DDP: `torchrun --nproc-per-node=N -m solver train ...` starts N copies of the same command; torchrun sets RANK,
 WORLD_SIZE, LOCAL_RANK and the rendezvous, session() joins the process group (NCCL on CUDA, gloo on the
 CPU). Every rank trains on its DistributedSampler share of the fold, predicts its shard of the validation
 and test rows, and gather_in_order() puts the shards back in dataset order; only rank 0 writes files.
 
-Fold jobs: `bin/train.py --fold 0` and `--fold 1` at once are separate experiments sharing one folder; a lock
+Fold jobs: `python -m solver train --fold 0` and `--fold 1` at once are separate experiments sharing one folder; a lock
 per fold stops two jobs training the same fold, and the experiment lock serialises the shared writes
 (replacing a fold, joining the folds' predictions).
 
@@ -195,7 +195,7 @@ def check_launch(nproc_per_node: int, node_rank: int = 0, master_port: int | Non
     if visible == 0:
         raise SolverError(
             f"GPUS={nproc_per_node} asked for, but no CUDA device is visible; to run {nproc_per_node} CPU processes with gloo "
-            f"(tests, debugging) call torchrun yourself: torchrun --standalone --nproc-per-node={nproc_per_node} bin/train.py ..."
+            f"(tests, debugging) call torchrun yourself: torchrun --standalone --nproc-per-node={nproc_per_node} -m solver train ..."
         )
     if nproc_per_node > visible:
         raise SolverError(f"GPUS={nproc_per_node} but only {visible} CUDA device(s) are visible (CUDA_VISIBLE_DEVICES); use GPUS={visible} or fewer")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from solver.nn.data import build_transform
 from solver.nn.runtime import inference_settings, resolve_device
 from solver.predict.tta import ViewsDataset, predict_tta
 from solver.predict.tta_auto import candidate_views, choose_fold_safe, combine, predict_views, view_gains
+from solver.runs.source import read_score
 from solver.train.experiment import Experiment, eval_transform, fold_datasets, load_best, load_experiment
 from solver.train.fold_folders import finished_folds
 from solver.train.predictions import aggregate, predict_fold, prediction_frame
@@ -45,10 +45,10 @@ def predict_experiment(
 
 def _say_if_below_plain(exp: Experiment, score: dict) -> None:
     """TTA that does not help is worth one line: the user may not want the source (TTA=auto decides by itself)."""
-    plain_path = exp.dir / "score.json"
-    if not plain_path.is_file():
+    plain_score = read_score(exp.dir)
+    if plain_score is None:
         return
-    plain, metric = json.loads(plain_path.read_text())["cv"], exp.comp.metric
+    plain, metric = plain_score["cv"], exp.comp.metric
     if (score["cv"] <= plain) if metric.greater_is_better else (score["cv"] >= plain):
         print(
             f"{exp.comp.name}/{score['source']}: CV {metric.name} {score['cv']:.4f} does not beat the plain {plain:.4f}; "

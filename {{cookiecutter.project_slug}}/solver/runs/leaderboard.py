@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
-import yaml
 
 from solver.base.atomic import write_csv
 from solver.competition.contract import Competition
 from solver.competition.folds import folds_hash
 from solver.runs.plots import plot_leaderboard
-from solver.runs.staleness import stale_inputs
+from solver.runs.source import read_config, read_score, stale_inputs
 
 COLUMNS = ["source", "kind", "model", "metric", "cv", "cv_std", "holdout", "folds", "cv_from", "stale", "time", "git_sha"]
 # kind: experiment, tta, knn, pseudo, ensemble, stack, full (a refit on every row: no CV of its own, cv_from names
@@ -21,7 +18,7 @@ COLUMNS = ["source", "kind", "model", "metric", "cv", "cv_std", "holdout", "fold
 def collect_scores(comp: Competition) -> pd.DataFrame:
     rows, current_folds = [], folds_hash(comp)
     for path in sorted(comp.runs_dir.glob("**/score.json")):  # experiments, their TTA and kNN, ensembles, stacks
-        score = json.loads(path.read_text())
+        score = read_score(path.parent)
         folds = score.get("fold_scores") or []
         # stale: an input recomputed since, folds retrained since (TTA, kNN), or a CV on another folds file
         stale = stale_inputs(path.parent) is not None or _made_on_other_folds(path.parent, current_folds)
@@ -34,8 +31,7 @@ def collect_scores(comp: Competition) -> pd.DataFrame:
 
 def _made_on_other_folds(source_dir, current_folds: str) -> bool:
     """A CV computed on another folds file than the current one does not compare with the others."""
-    config_path = source_dir / "config.yaml"
-    recorded = (yaml.safe_load(config_path.read_text()) or {}).get("folds_hash") if config_path.is_file() else None
+    recorded = read_config(source_dir).get("folds_hash")
     return recorded is not None and recorded != current_folds
 
 

@@ -1,7 +1,18 @@
-"""A source folder (oof.csv, test.csv, score.json, config.yaml): reading one, checking several agree, writing one."""
+"""A source folder under runs/<comp>/ and its one owner: the file names, reading, scoring, writing, hashes, staleness.
+
+A source is anything with a leaderboard row: an experiment, its TTA, kNN, pseudo-label and full-refit variants, an
+ensemble, a stack, an adapted source. Its folder holds
+  oof.csv      out-of-fold probabilities for every training row (id, fold, one column per class); none for a full refit
+  test.csv     test probabilities
+  config.yaml  what made it (the resolved config, or the level-2 inputs with their hashes); `stale:` once its inputs changed
+  score.json   CV and per-fold scores, the held-out score where the competition has answers; written last, so a folder
+               with a score.json is complete
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -16,7 +27,90 @@ from solver.base.errors import SolverError
 from solver.base.provenance import git_sha
 from solver.competition.contract import Competition, read_csv
 from solver.competition.folds import folds_hash
-from solver.runs.staleness import files_hash
+
+OOF_FILE, TEST_FILE, CONFIG_FILE, SCORE_FILE = "oof.csv", "test.csv", "config.yaml", "score.json"
+KNN_FEATURE_FILES = ("features_oof.csv", "features_test.csv")  # <exp>/knn/: the stack's kNN block (make knn)
+
+
+def read_config(folder: Path) -> dict:
+    """A source's (or a fold's) config.yaml, {} when it has none."""
+    path = folder / CONFIG_FILE
+    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+
+
+def read_score(folder: Path) -> dict | None:
+    """A source's score.json, None when it is not complete."""
+    path = folder / SCORE_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def new_score(
+    comp: Competition, source: str, kind: str, model: str, cv: float | None, fold_scores: list[float], test_df, test_probs, **extra
+) -> dict:
+    """The score.json of a source: its CV (None for a full refit, which has no OOF rows), the held-out score on the
+    competition's answers where it has them, and where it came from."""
+    return {
+        "source": source,
+        "kind": kind,
+        "model": model,
+        "metric": comp.metric.name,
+        "greater_is_better": comp.metric.greater_is_better,
+        "cv": cv,
+        "fold_scores": fold_scores,
+        "holdout": score_holdout(comp, test_df, test_probs),
+        "git_sha": git_sha(comp.root),
+        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+        **extra,
+    }
+
+
+def write_source_files(out_dir: Path, oof: pd.DataFrame | None, test: pd.DataFrame, config: dict, score: dict) -> None:
+    """Write a source's files, score.json last: a killed run never leaves a folder that looks complete."""
+    if oof is not None:
+        write_csv(oof, out_dir / OOF_FILE)
+    write_csv(test, out_dir / TEST_FILE)
+    write_yaml(config, out_dir / CONFIG_FILE)
+    write_json(score, out_dir / SCORE_FILE)
+
+
+def say_score(comp: Competition, score: dict, folds: bool = False) -> None:
+    """The one line a finished source prints: its CV (with the fold scores) and held-out score."""
+    fold_text = f" (folds {', '.join(f'{s:.4f}' for s in score['fold_scores'])})" if folds else ""
+    holdout = f", held-out {score['holdout']:.4f}" if score["holdout"] is not None else ""
+    print(f"{comp.name}/{score['source']}: CV {comp.metric.name} {score['cv']:.4f}{fold_text}{holdout}")
+
+
+def files_hash(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).read_bytes() if Path(path).is_file() else b"missing")
+    return digest.hexdigest()[:16]
+
+
+def _input_files(folder: Path) -> list[Path]:
+    """The files a level-2 source reads from one of its inputs: a source's predictions, or an experiment's kNN features."""
+    return [folder / name for name in (KNN_FEATURE_FILES if folder.name == "knn" else (OOF_FILE, TEST_FILE))]
+
+
+def input_hashes(comp: Competition, inputs: list[str], knn: list[str]) -> dict[str, str]:
+    """What a level-2 source was made from, so a retrained input makes it visibly stale (stale_inputs)."""
+    hashes = {name: files_hash(_input_files(comp.runs_dir / name)) for name in inputs}
+    for name in knn:
+        hashes[f"{name}/knn"] = files_hash(_input_files(comp.runs_dir / name / "knn"))
+    return hashes
+
+
+def stale_inputs(source_dir: Path) -> str | None:
+    """A level-2 source records the hashes of the files it was made from; a changed or missing one makes it stale."""
+    config = read_config(source_dir)
+    if config.get("stale"):  # a TTA or kNN source whose folds were retrained since (solver.train.fold_folders.mark_derived_stale)
+        return str(config["stale"])
+    for relative, digest in (config.get("input_hashes") or {}).items():
+        if stale_inputs(source_dir.parent / relative):
+            return f"its input '{relative}' is stale"
+        if files_hash(_input_files(source_dir.parent / relative)) != digest:
+            return f"its input '{relative}' changed since it was made"
+    return None
 
 
 def score_holdout(comp: Competition, test_df: pd.DataFrame, test_probs: np.ndarray) -> float | None:
@@ -35,21 +129,16 @@ class Source:
     folds_hash: str
 
 
-def config_of(folder: Path) -> dict:
-    path = folder / "config.yaml"
-    return yaml.safe_load(path.read_text()) if path.is_file() else {}
-
-
 def load_source(comp: Competition, name: str, train_ids: pd.Series, test_ids: pd.Series) -> Source:
     folder = comp.runs_dir / name
-    if config_of(folder).get("kind") == "full":  # solver.train.full_fit: trained on every row, so no OOF to weigh it by
+    if read_config(folder).get("kind") == "full":  # solver.train.full_fit: trained on every row, so no OOF to weigh it by
         raise SolverError(
             f"source '{name}' is a full refit without OOF predictions: ensembles and stacks cannot use it; use '{name.rsplit('/', 1)[0]}'"
         )
-    for file_name in ("oof.csv", "test.csv"):
+    for file_name in (OOF_FILE, TEST_FILE):
         if not (folder / file_name).is_file():
             raise SolverError(f"source '{name}' has no {file_name} ({folder / file_name}): train all its folds (or run its stage) first")
-    config = config_of(folder)
+    config = read_config(folder)
     classes = config.get("classes") or comp.classes
     id_col = comp.cfg.id_column
     frames = {}
@@ -74,24 +163,13 @@ def check_sources(comp: Competition, sources: list[Source]) -> None:
 
 
 def write_source(comp: Competition, name: str, kind: str, oof: np.ndarray, test: np.ndarray, y: np.ndarray, folds: np.ndarray, extra: dict) -> dict:
-    """Write oof.csv, test.csv, config.yaml and score.json of a new source; return its score."""
+    """Write oof.csv, test.csv, config.yaml and score.json of a new level-2 source; return its score."""
     out = comp.runs_dir / name
     id_col = comp.cfg.id_column
     train, test_df = comp.read_train(), comp.read_test()
     fold_scores = [comp.metric(y[folds == k], oof[folds == k]) for k in range(comp.cfg.n_folds)]
-    score = {
-        "source": name,
-        "kind": kind,
-        "model": extra.pop("model", kind),
-        "metric": comp.metric.name,
-        "greater_is_better": comp.metric.greater_is_better,
-        "cv": comp.metric(y, oof),
-        "fold_scores": fold_scores,
-        "holdout": score_holdout(comp, test_df, test),
-        "git_sha": git_sha(comp.root),
-        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
-        **extra,
-    }
+    model = extra.pop("model", kind)
+    score = new_score(comp, name, kind, model, comp.metric(y, oof), fold_scores, test_df, test, **extra)
     oof_df = pd.DataFrame(oof, columns=comp.classes)
     oof_df.insert(0, "fold", folds)
     oof_df.insert(0, id_col, train[id_col].to_numpy())
@@ -101,28 +179,11 @@ def write_source(comp: Competition, name: str, kind: str, oof: np.ndarray, test:
     if submission.is_file():  # written from the predictions replaced below: kept, but never mistaken for the new ones
         os.replace(submission, out / "submission.stale.csv")
         print(f"{submission}: made from the previous predictions, renamed submission.stale.csv; `make submit` writes a new one")
-    write_csv(oof_df, out / "oof.csv")
-    write_csv(test_out, out / "test.csv")
     config = {"kind": kind, "classes": comp.classes, "folds_hash": folds_hash(comp), **{k: v for k, v in extra.items() if k != "inputs"}}
     config["input_hashes"] = input_hashes(comp, extra.get("inputs", []), extra.get("knn", []))
-    write_yaml(config, out / "config.yaml")
-    write_json(score, out / "score.json")
-    holdout = f", held-out {score['holdout']:.4f}" if score["holdout"] is not None else ""
-    print(f"{comp.name}/{name}: CV {comp.metric.name} {score['cv']:.4f}{holdout}")
+    write_source_files(out, oof_df, test_out, config, score)
+    say_score(comp, score)
     return score
-
-
-# ----------------------------------------------------------------------------------------------------------
-# kNN features
-
-
-def input_hashes(comp: Competition, inputs: list[str], knn: list[str]) -> dict[str, str]:
-    """What a level-2 source was made from, so a retrained input makes it visibly stale (solver.submit.submission.stale_inputs)."""
-    hashes = {name: files_hash([comp.runs_dir / name / "oof.csv", comp.runs_dir / name / "test.csv"]) for name in inputs}
-    for name in knn:
-        folder = comp.runs_dir / name / "knn"
-        hashes[f"{name}/knn"] = files_hash([folder / "features_oof.csv", folder / "features_test.csv"])
-    return hashes
 
 
 def check_compatible(names: list[str], classes: list[list[str]], folds_hashes: list[str]) -> None:

@@ -46,9 +46,10 @@ from solver.nn.models import architecture_only, create_model
 from solver.nn.runtime import default_num_workers, inference_settings, make_loader, resolve_device
 from solver.predict.tta import ViewsDataset, predict_tta
 from solver.runs.compatibility import config_difference, read_fold_config
+from solver.runs.source import CONFIG_FILE, read_config, read_score
 
 MANIFEST = "package.json"
-INFER_TEMPLATE = Path(__file__).with_name("package_infer.py")
+INFER_TEMPLATE = Path(__file__).with_name("offline_infer.py")
 USER_PLACEHOLDER = "your-kaggle-username"
 TTA_SOURCE = re.compile(r"^(?P<exp>[^/]+)/tta(?P<views>\d+)$")
 
@@ -66,7 +67,7 @@ def parse_source(comp: Competition, source: str) -> tuple[str, int | None]:
         untrained = (comp.folder / "configs" / f"{source}.yaml").is_file()
         hint = f"; train it first: make train COMP={comp.name} EXP={source}" if untrained else ""
         raise SolverError(f"source '{source}': {source_dir} does not exist; experiments with checkpoints: {', '.join(found) or 'none'}{hint}")
-    kind = json.loads((source_dir / "score.json").read_text()).get("kind") if (source_dir / "score.json").is_file() else None
+    kind = (read_score(source_dir) or {}).get("kind")
     match = TTA_SOURCE.match(source)
     if "/" not in source and kind in (None, "experiment"):
         return source, None
@@ -92,11 +93,11 @@ def _checkpoints(comp: Competition, exp_dir: Path, source: str) -> list[Path]:
 
 def _resolved_config(comp: Competition, exp_dir: Path, source_dir: Path, source: str) -> dict:
     """The config the source's predictions were made with (for TTA: with the predict-time tta.* settings)."""
-    path = source_dir / "config.yaml"
+    path = source_dir / CONFIG_FILE
     if not path.is_file():
         make = f"make predict COMP={comp.name} EXP={exp_dir.name}" + (f" TTA={source.rsplit('tta', 1)[1]}" if source_dir != exp_dir else "")
         raise SolverError(f"{path} not found: '{source}' has no joined predictions yet; run `{make}` first")
-    resolved = yaml.safe_load(path.read_text())
+    resolved = read_config(source_dir)
     for k in range(comp.cfg.n_folds):
         difference = config_difference(resolved, read_fold_config(exp_dir / f"fold{k}"), source, f"fold{k}")
         if difference:
@@ -179,7 +180,7 @@ def build_package(comp: Competition, source: str, out_dir: Path | None = None, f
         raise SolverError(f"{out_dir} exists; nothing was overwritten. Rebuild it with --force (make package FORCE=1) or choose --out")
     oof = source_dir / "oof.csv"
     n_train = len(read_csv(oof, "OOF predictions")) if oof.is_file() else len(comp.read_train())  # offsets the TTA seeds of test rows
-    score = json.loads((source_dir / "score.json").read_text()) if (source_dir / "score.json").is_file() else {}
+    score = read_score(source_dir) or {}
     user = user or os.environ.get("KAGGLE_USERNAME") or USER_PLACEHOLDER
     slug = kaggle_slug(f"{comp.name}-{source}")
 
@@ -249,8 +250,8 @@ def load_package(package_dir: Path) -> tuple[dict, dict, ExperimentConfig]:
     if not path.is_file():
         raise SolverError(f"{path} not found: {package_dir} is not a package made by `make package`")
     manifest = json.loads(path.read_text())
-    resolved = yaml.safe_load((package_dir / "config.yaml").read_text())
-    return manifest, resolved, validate(ExperimentConfig, resolved["config"], str(package_dir / "config.yaml"))
+    resolved = read_config(package_dir)  # a package is laid out as a source folder
+    return manifest, resolved, validate(ExperimentConfig, resolved["config"], str(package_dir / CONFIG_FILE))
 
 
 def _fold_probabilities(model, image_size: int, paths: list, cfg: ExperimentConfig, resolved: dict, manifest: dict, task: str, device, desc: str):

@@ -7,14 +7,12 @@ lists what is wrong.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from solver.base.atomic import write_csv
 from solver.base.errors import SolverError
@@ -22,14 +20,14 @@ from solver.base.provenance import git_sha
 from solver.competition.contract import Competition, read_csv
 from solver.competition.kaggle_auth import kaggle_auth_failure, require_kaggle_credentials
 from solver.competition.submission_format import build_submission, note_rows_without_labels, numeric_probabilities, validate_submission
-from solver.runs.staleness import stale_inputs
+from solver.runs.source import read_config, read_score, stale_inputs
 
 
 def make_submission(comp: Competition, source_dir: Path, out_path: Path | None = None) -> Path:
     """Read <source_dir>/test.csv, build and validate the submission, write it atomically."""
     stale = stale_inputs(source_dir)
     if stale:
-        raise SolverError(f"{source_dir.name} is stale: {stale}; run its stage again (make ensemble / make lgbm) before submitting it")
+        raise SolverError(f"{source_dir.name} is stale: {stale}; run its stage again (make ensemble / make stack) before submitting it")
     test_path = source_dir / "test.csv"
     if not test_path.is_file():
         raise SolverError(f"{test_path} not found: no test predictions for {source_dir.name}; train all folds (or `make predict`) first")
@@ -39,8 +37,7 @@ def make_submission(comp: Competition, source_dir: Path, out_path: Path | None =
         raise SolverError(f"{test_path}: no column for class(es) {missing[:5]}; it was made with another class list")
     test_probs[comp.classes] = numeric_probabilities(test_probs, comp.classes, test_path)
     sample = comp.read_sample_submission()
-    config_path = source_dir / "config.yaml"
-    config = (yaml.safe_load(config_path.read_text()) or {}) if config_path.is_file() else {}
+    config = read_config(source_dir)
     sub = build_submission(comp, test_probs, sample, config.get("decision_threshold"), source=str(test_path))
     validate_submission(sub, sample, comp)
     note_rows_without_labels(comp, sub, config.get("decision_threshold"))
@@ -54,7 +51,7 @@ LEDGER_COLUMNS = ["time", "git_sha", "source", "kind", "metric", "cv", "holdout"
 
 def record_submission(comp: Competition, source: str, path: Path, kaggle: bool = False) -> Path:
     """Append a row to runs/<comp>/submissions.csv: what was submitted, from which source, with which CV."""
-    score = read_score(comp, source)
+    score = read_score(comp.runs_dir / source) or {}
     row = {
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
         "git_sha": git_sha(comp.root),
@@ -73,14 +70,9 @@ def record_submission(comp: Competition, source: str, path: Path, kaggle: bool =
     return ledger
 
 
-def read_score(comp: Competition, source: str) -> dict:
-    path = comp.runs_dir / source / "score.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def kaggle_message(comp: Competition, source: str) -> str:
     """'exp001/tta8 CV accuracy 0.99370': the leaderboard later shows what each submission was."""
-    score = read_score(comp, source)
+    score = read_score(comp.runs_dir / source) or {}
     return f"{source} CV {score['metric']} {score['cv']:.5f}" if score.get("cv") is not None else source
 
 

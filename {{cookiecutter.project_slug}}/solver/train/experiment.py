@@ -65,9 +65,9 @@ class Experiment:
 
     @property
     def make_args(self) -> str:
-        """The make variables that name this run again in a hint: COMP, EXP, NAME (its own run folder), ARGS."""
+        """The make variables that name this run again in a hint: COMP, EXP, RUN (its own run folder), ARGS."""
         exp = self.config_name or self.name
-        args = f"COMP={self.comp.name} EXP={exp}" + (f" NAME={self.name}" if self.name != exp else "")
+        args = f"COMP={self.comp.name} EXP={exp}" + (f" RUN={self.name}" if self.name != exp else "")
         return args + (f' ARGS="{" ".join(self.overrides)}"' if self.overrides else "")
 
     def fold_dir(self, k: int) -> Path:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import yaml
-
 from solver.base.atomic import write_yaml
 from solver.base.errors import SolverError
 from solver.nn import distributed
 from solver.runs.compatibility import config_difference, read_fold_config
+from solver.runs.source import CONFIG_FILE, read_config
 from solver.train.experiment import Experiment
 
 
@@ -56,7 +55,7 @@ def check_finished_folds(exp: Experiment, training: list[int], fresh: bool = Fal
             raise SolverError(
                 f"{exp.fold_dir(k)} finished with another config ({difference}); FRESH=1 (--fresh) retrains it with this one "
                 f"(FRESH=1 FOLD={k}: only this fold) "
-                f"(the experiment's results stay until every fold is replaced), or NAME=<run> (--name) trains this config beside it"
+                f"(the experiment's results stay until every fold is replaced), or RUN=<run folder> (--name) trains this config beside it"
             )
         if difference:
             raise SolverError(
@@ -82,10 +81,10 @@ def mark_derived_stale(exp: Experiment) -> None:
     checkpoints = [exp.fold_dir(k) / "best.pt" for k in range(exp.n_folds)]
     newest = max(p.stat().st_mtime_ns for p in checkpoints if p.is_file())
     for folder in sorted(p for pattern in DERIVED_DIRS for p in exp.dir.glob(pattern)):
-        config_path = folder / "config.yaml"
+        config_path = folder / CONFIG_FILE
         if not config_path.is_file() or config_path.stat().st_mtime_ns > newest:
             continue
-        config = yaml.safe_load(config_path.read_text()) or {}
+        config = read_config(folder)
         if not config.get("stale"):
             target = REMAKE.get(folder.name, f"predict TTA={folder.name[3:]}")
             again = f"make {target} {exp.make_args}"

@@ -13,7 +13,6 @@ It trains in full.partial/ and replaces full/ only when it is done; the folds' l
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -24,17 +23,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from solver.base.atomic import promote_dir, save_torch, write_csv, write_json, write_yaml
+from solver.base.atomic import promote_dir, save_torch, write_csv
 from solver.base.errors import SolverError
-from solver.base.provenance import git_sha
 from solver.nn import distributed
 from solver.nn.curriculum import make_schedule
 from solver.nn.data import ImageDataset, build_transform
 from solver.nn.inference import predict_all
 from solver.nn.runtime import epoch_seed, make_loader, resolve_device, seed_everything, shard_loader
 from solver.runs.compatibility import config_difference, read_fold_config
-from solver.runs.source import score_holdout
-from solver.runs.staleness import stale_inputs
+from solver.runs.source import new_score, read_score, stale_inputs, write_source_files
 from solver.train.experiment import Experiment, build_model, eval_transform, load_experiment, train_transform
 from solver.train.fold_folders import fold_complete
 from solver.train.loop import Trainer
@@ -53,7 +50,7 @@ def check_folds_trained(exp: Experiment, exp_name: str) -> dict:
     """FULL=1 needs every fold trained and joined with this config (they choose the epochs); the experiment's score."""
     comp = exp.comp
     missing = [k for k in range(exp.n_folds) if not fold_complete(exp, k)]
-    if missing or not (exp.dir / "score.json").is_file():
+    if missing or read_score(exp.dir) is None:
         which = f"fold {missing[0]} is not trained" if missing else "its folds are not joined (no score.json)"
         raise SolverError(
             f"{exp.dir}: {which}; FULL=1 trains for the epoch count the folds chose: "
@@ -66,7 +63,7 @@ def check_folds_trained(exp: Experiment, exp_name: str) -> dict:
             raise SolverError(
                 f"{exp.fold_dir(k)} was trained with another config ({difference}); FULL=1 takes the config its folds were trained with"
             )
-    return json.loads((exp.dir / "score.json").read_text())
+    return read_score(exp.dir)
 
 
 def fold_learning_rates(exp: Experiment) -> dict[int, float]:
@@ -121,10 +118,10 @@ def full_fit(root, comp_name: str, exp_name: str, overrides=(), fresh: bool = Fa
     comp, id_col = exp.comp, exp.comp.cfg.id_column
     cv_score = check_folds_trained(exp, exp_name)
     out, partial = exp.dir / "full", exp.dir / "full.partial"
-    if not fresh and (out / "score.json").is_file() and not stale_inputs(out):
+    if not fresh and read_score(out) is not None and not stale_inputs(out):
         if config_difference(exp.resolved_config(), read_fold_config(out)) is None:
             print(f"{out} is complete (trained after the folds, with this config): nothing to train; FRESH=1 retrains it")
-            return json.loads((out / "score.json").read_text())
+            return read_score(out)
     n_epochs, best_epochs, use_ema = chosen_epochs(exp)
     device = resolve_device(exp.cfg.train.device)
     print(f"{comp_name}/{exp.name}/full: {len(exp.train_df)} training rows, {n_epochs} epochs (the median of the folds' best epochs {best_epochs})")
@@ -140,25 +137,23 @@ def full_fit(root, comp_name: str, exp_name: str, overrides=(), fresh: bool = Fa
         test_ds = ImageDataset(exp.test_paths, None, eval_transform(exp)(image_size), exp.test_images, exp.in_chans)
         loader = shard_loader(test_ds, exp.cfg.data.batch_size * 2, exp.cfg.data.num_workers, device)
         test, _ = predict_all(model, loader, len(test_ds), device, comp.cfg.task, desc="full test")
-        write_csv(prediction_frame(exp.test_df[id_col], test, comp.classes, id_col), partial / "test.csv")
         extra = {"kind": "full", "cv_from": exp.name, "epochs": n_epochs, "fold_best_epochs": best_epochs}
-        write_yaml({**exp.resolved_config(), **extra}, partial / "config.yaml")
-        score = {
-            "source": f"{exp.name}/full",
-            "kind": "full",
-            "model": exp.cfg.model.name,
-            "metric": comp.metric.name,
-            "greater_is_better": comp.metric.greater_is_better,
-            "cv": None,  # no OOF rows: no CV of its own
-            "cv_from": exp.name,
-            "cv_borrowed": cv_score["cv"],
-            "fold_scores": [],
-            "holdout": score_holdout(comp, exp.test_df, test),
-            "epochs": n_epochs,
-            "git_sha": git_sha(comp.root),
-            "time": time.strftime("%Y-%m-%d %H:%M:%S"),
-        }
-        write_json(score, partial / "score.json")
+        # No OOF rows: no CV of its own (cv None); the experiment's CV is shown beside it, never as its own.
+        score = new_score(
+            comp,
+            f"{exp.name}/full",
+            "full",
+            exp.cfg.model.name,
+            None,
+            [],
+            exp.test_df,
+            test,
+            cv_from=exp.name,
+            cv_borrowed=cv_score["cv"],
+            epochs=n_epochs,
+        )
+        test_df = prediction_frame(exp.test_df[id_col], test, comp.classes, id_col)
+        write_source_files(partial, None, test_df, {**exp.resolved_config(), **extra}, score)
         with exp.lock():
             promote_dir(partial, out)
     holdout = f", held-out {score['holdout']:.4f}" if score["holdout"] is not None else ""

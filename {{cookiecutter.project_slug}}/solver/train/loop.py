@@ -43,6 +43,9 @@ from solver.nn.optim import create_optimizer
 from solver.nn.runtime import amp_dtype, epoch_seed, make_loader, seed_everything, shard_loader, to_device
 from solver.runs.plots import plot_learning_curves
 
+# Batches between two reads of the training loss (NaN check, progress bar): each read waits for the device.
+LOSS_CHECK_EVERY = 25
+
 
 def loss_function(task: str) -> torch.nn.Module:
     # Both take soft targets too (MixUp): class probabilities for CE, label probabilities for BCE.
@@ -140,7 +143,9 @@ class Trainer:
         self.model.train()
         mixup = make_mixup(ep.mixup_alpha, ep.cutmix_alpha, self.num_classes, self.task)
         autocast = torch.autocast(self.device.type, dtype=self.amp) if self.amp else nullcontext()
-        total, count = 0.0, 0
+        # The loss is summed on the device and read back (a host sync) every LOSS_CHECK_EVERY batches and at the end of
+        # the epoch, not at every step: the NaN check and the progress bar's loss both use that read.
+        running, total, count = torch.zeros((), device=self.device), 0.0, 0
         accumulate = spec.accumulation_steps
         batches = len(loader)
         progress = progress_bar(loader, desc)
@@ -161,8 +166,6 @@ class Trainer:
             with sync:
                 with autocast:
                     loss = self.loss_fn(self.forward(x).float(), y)
-                if not torch.isfinite(loss):
-                    raise SolverError(f"{desc}: the training loss became {loss.item()}; lower train.lr, set train.clip_grad_norm, or check the data")
                 self.scaler.scale(loss / group).backward()
             if steps:
                 if spec.clip_grad_norm:
@@ -175,9 +178,13 @@ class Trainer:
                 if self.ema is not None:
                     self.ema.update(self.model, step=self.optimizer_steps)
                 self.schedule.after_batch()
-            total += loss.item() * len(x)
+            running += loss.detach() * len(x)
             count += len(x)
-            progress.set_postfix(loss=f"{total / count:.4f}", refresh=False)
+            if (i + 1) % LOSS_CHECK_EVERY == 0 or i + 1 == batches:
+                total = running.item()
+                if not math.isfinite(total):
+                    raise SolverError(f"{desc}: the training loss became {total}; lower train.lr, set train.clip_grad_norm, or check the data")
+                progress.set_postfix(loss=f"{total / count:.4f}", refresh=False)
         total, count = distributed.sum_across_ranks([total, count])  # the loss over every rank's samples
         return total / max(count, 1)
 

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from solver.base.atomic import write_csv, write_json, write_yaml
+from solver.base.atomic import write_csv
 from solver.base.errors import SolverError
-from solver.base.provenance import git_sha
 from solver.competition.contract import read_csv
 from solver.nn import distributed
 from solver.nn.inference import predict_all
 from solver.nn.runtime import inference_settings, shard_loader
 from solver.runs.compatibility import config_difference, read_fold_config
 from solver.runs.plots import write_run_plots
-from solver.runs.source import score_holdout
+from solver.runs.source import new_score, say_score, write_source_files
 from solver.train.experiment import Experiment, eval_transform, fold_datasets, load_best
 
 
@@ -78,27 +76,13 @@ def aggregate(exp: Experiment, variant: str = "") -> dict | None:
         tests.append(test.set_index(id_col).loc[test_ids, comp.classes].to_numpy(dtype=float))  # align by id, not row
     test_probs = np.mean(tests, axis=0)
     test = prediction_frame(exp.test_df[id_col], test_probs, comp.classes, id_col)
-    score = {
-        "source": f"{exp.name}/{variant}" if variant else exp.name,
-        "kind": "tta" if variant.startswith("tta") else exp.kind,
-        "model": exp.cfg.model.name,
-        "metric": comp.metric.name,
-        "greater_is_better": comp.metric.greater_is_better,
-        "cv": comp.metric(exp.y, probs),
-        "fold_scores": fold_scores,
-        "holdout": score_holdout(comp, exp.test_df, test_probs),
-        "git_sha": git_sha(comp.root),
-        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
-    write_csv(oof, out_dir / "oof.csv")
-    write_csv(test, out_dir / "test.csv")
-    write_yaml(exp.resolved_config(), out_dir / "config.yaml")
-    write_json(score, out_dir / "score.json")
+    source, kind = (f"{exp.name}/{variant}", "tta") if variant else (exp.name, exp.kind)
+    score = new_score(comp, source, kind, exp.cfg.model.name, comp.metric(exp.y, probs), fold_scores, exp.test_df, test_probs)
+    write_source_files(out_dir, oof, test, exp.resolved_config(), score)
     curves = [] if variant else [exp.fold_dir(k) for k in done]  # a TTA variant has the same training curves
     threshold = comp.cfg.submission.threshold
     write_run_plots(out_dir, comp.cfg.task, exp.y, probs, comp.classes, threshold, f"{comp.name}/{score['source']}", curves, comp.metric.name)
-    holdout = f", held-out {score['holdout']:.4f}" if score["holdout"] is not None else ""
-    print(f"{comp.name}/{score['source']}: CV {comp.metric.name} {score['cv']:.4f} (folds {', '.join(f'{s:.4f}' for s in fold_scores)}){holdout}")
+    say_score(comp, score, folds=True)
     return score
 
 

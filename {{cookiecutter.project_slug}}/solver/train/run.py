@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ from solver.base.atomic import promote_dir, write_yaml
 from solver.base.errors import SolverError
 from solver.nn import distributed
 from solver.nn.runtime import resolve_device, seed_everything
+from solver.runs.source import read_score
 from solver.train.experiment import Experiment, build_model, eval_transform, fold_datasets, load_experiment, train_transform
 from solver.train.fold_folders import (
     check_finished_folds,
@@ -115,7 +115,7 @@ def train_experiment(
         with exp.lock():  # fold jobs running side by side: the last one to finish joins them all
             if joined_after_every_fold(exp):  # another job finished after ours and joined them already
                 print(f"{exp.dir}: the folds were already joined by another fold job")
-                score = json.loads((exp.dir / "score.json").read_text())
+                score = read_score(exp.dir)
             else:
                 score = aggregate(exp)
             if score is not None:
@@ -125,11 +125,11 @@ def train_experiment(
 
 def _already_complete(exp: Experiment, folds: list[int]) -> dict:
     """Asking for what is done is no error (`make train` twice, a script that trains then predicts): say so, change nothing."""
-    score = json.loads((exp.dir / "score.json").read_text())
+    score = read_score(exp.dir)
     which = "every fold" if len(folds) == exp.n_folds else f"fold(s) {', '.join(map(str, folds))}"
     print(
         f"{exp.comp.name}/{exp.name} is complete ({which} trained with this config, CV {score['metric']} {score['cv']:.4f}): nothing to train. "
-        f"To train it again: FRESH=1 (--fresh; its results stay until every fold is replaced), or NAME=<run> (--name) for a new run folder"
+        f"To train it again: FRESH=1 (--fresh; its results stay until every fold is replaced), or RUN=<run folder> (--name) for a new run folder"
     )
     return score
 

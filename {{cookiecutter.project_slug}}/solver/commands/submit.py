@@ -1,28 +1,26 @@
-#!/usr/bin/env python
-"""Write a source's submission in the competition's format after validating it, and record it in the ledger
-runs/<comp>/submissions.csv (time, git SHA, source, CV). A source is an experiment, its TTA (exp/tta8), its kNN
-(exp/knn), an ensemble or a stack: any folder under runs/<comp>/ with a test.csv.
+"""Validate a source's submission in the competition's format and record it in the ledger (--kaggle: submit it).
 
-python bin/submit.py --comp digits --source exp001_resnet10t [--out submission.csv] [--kaggle]
+The submission is validated before it is written; the ledger is runs/<comp>/submissions.csv (time, git SHA, source,
+CV). A source is an experiment, its TTA (exp/tta8), its kNN (exp/knn), an ensemble or a stack: any folder under
+runs/<comp>/ with a test.csv.
+
+python -m solver submit --comp digits --source exp001_resnet10t [--out submission.csv] [--kaggle]
 """
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository's solver, installed or not
-
-from solver.base.cli import make_parser  # noqa: E402
-from solver.base.errors import SolverError, run_cli  # noqa: E402
-from solver.competition.contract import Competition  # noqa: E402
-from solver.submit.submission import kaggle_message, kaggle_submit, make_submission, record_submission  # noqa: E402
+from solver.base.cli import make_parser
+from solver.base.errors import SolverError
+from solver.competition.contract import Competition
+from solver.submit.submission import kaggle_message, kaggle_submit, make_submission, record_submission
 
 
-def main() -> None:
-    parser = make_parser(__doc__, exp=False)
+def main(argv: list[str] | None = None) -> None:
+    parser = make_parser(__doc__, "submit", exp=False)
     parser.add_argument("--source", "--exp", dest="source", required=True, help="a folder under runs/<comp>/, e.g. exp001 or exp001/tta8")
     parser.add_argument("--out", type=Path, help="where to write it (default: runs/<comp>/<source>/submission.csv)")
     parser.add_argument("--kaggle", action="store_true", help="also submit with the kaggle CLI, the CV score in the message")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     comp = Competition.load(args.root, args.comp)
     source_dir = comp.runs_dir / args.source
     if not source_dir.is_dir():
@@ -42,7 +40,3 @@ def main() -> None:
         record_submission(comp, args.source, path, kaggle=True)
         print(f"submitted to Kaggle with message: {message}")
     print(f"recorded in {comp.runs_dir / 'submissions.csv'}")
-
-
-if __name__ == "__main__":
-    run_cli(main)

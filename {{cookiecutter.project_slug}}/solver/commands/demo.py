@@ -1,5 +1,4 @@
-#!/usr/bin/env python
-"""The embedded demo, end to end on the CPU.
+"""The embedded digits demo, end to end on the CPU (about 3 minutes; --full: every stage, about 7).
 
 make demo       prepare the digits competition, make folds, train exp001 on every fold, predict, write and
                 validate the submission, print the leaderboard with the CV and held-out scores (about 3 minutes)
@@ -7,38 +6,34 @@ make demo-full  the same, then a second, different model (exp002), TTA-8, kNN fe
                 a LightGBM stack and a prior-shift adaptation (adapt001), each a leaderboard row with its held-out
                 score; submits the best CV row
 
-python bin/demo.py [--full] [key=value ...]   (overrides apply to exp001)
+python -m solver demo [--full] [key=value ...]   (overrides apply to exp001)
 """
 
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository's solver, installed or not
-
-from solver.adapt.stage import adapt_stage  # noqa: E402
-from solver.base.cli import make_parser  # noqa: E402
-from solver.base.custom import load_module  # noqa: E402
-from solver.base.errors import SolverError, run_cli  # noqa: E402
-from solver.competition.contract import Competition  # noqa: E402
-from solver.level2.knn_stage import knn_stage  # noqa: E402
-from solver.level2.stages import ensemble_stage, stack_stage  # noqa: E402
-from solver.predict.run import predict_experiment  # noqa: E402
-from solver.runs.leaderboard import write_leaderboard  # noqa: E402
-from solver.submit.submission import make_submission, record_submission  # noqa: E402
-from solver.train.run import train_experiment  # noqa: E402
+from solver.adapt.stage import adapt_stage
+from solver.base.cli import make_parser
+from solver.base.custom import load_module
+from solver.base.errors import SolverError
+from solver.competition.contract import Competition
+from solver.level2.knn_stage import knn_stage
+from solver.level2.stages import ensemble_stage, stack_stage
+from solver.predict.run import predict_experiment
+from solver.runs.leaderboard import write_leaderboard
+from solver.submit.submission import make_submission, record_submission
+from solver.train.run import train_experiment
 
 FIRST, SECOND = "exp001_resnet10t", "exp002_regnetx"
 
 
-def main() -> None:
-    parser = make_parser(__doc__, exp=False, overrides=True)
+def main(argv: list[str] | None = None) -> None:
+    parser = make_parser(__doc__, "demo", exp=False, overrides=True)
     parser.set_defaults(comp="digits")
     parser.add_argument("--full", action="store_true", help="two models, TTA, kNN, ensemble, stack and prior-shift adaptation")
     for action in parser._actions:
         if action.dest == "comp":
             action.required = False
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     start = time.perf_counter()
     comp = Competition.load(args.root, args.comp)
     load_module(comp.folder / "prepare.py").prepare(comp.data_dir)
@@ -62,7 +57,3 @@ def main() -> None:
     print(
         f"demo: best CV {best['metric']} {best['cv']:.4f} ({best['source']}), held-out {best['metric']} {best['holdout']:.4f}, {minutes:.1f} minutes"
     )
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -1,28 +1,25 @@
-#!/usr/bin/env python
-"""Package an experiment (or its TTA) for a code competition: a folder to upload as a Kaggle dataset, with the
-solver code, the fold checkpoints, the resolved config, infer.py and infer.ipynb that run offline from it alone.
+"""Package an experiment for a code competition: a Kaggle dataset folder that predicts offline.
 
-python bin/package.py --comp digits --source exp001_resnet10t [--out build/package/x] [--force] [--user kaggle-name]
+The experiment or its TTA, as a folder to upload as a Kaggle dataset, with the solver code, the fold checkpoints, the
+resolved config, infer.py and infer.ipynb that run offline from it alone.
+
+python -m solver package --comp digits --source exp001_resnet10t [--out build/package/x] [--force] [--user kaggle-name]
 """
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository's solver, installed or not
-
-from solver.base.cli import make_parser  # noqa: E402
-from solver.base.errors import run_cli  # noqa: E402
-from solver.competition.contract import Competition  # noqa: E402
-from solver.submit.package import USER_PLACEHOLDER, build_package, package_size  # noqa: E402
+from solver.base.cli import make_parser
+from solver.competition.contract import Competition
+from solver.submit.package import USER_PLACEHOLDER, build_package, package_size
 
 
-def main() -> None:
-    parser = make_parser(__doc__, exp=False)
+def main(argv: list[str] | None = None) -> None:
+    parser = make_parser(__doc__, "package", exp=False)
     parser.add_argument("--source", "--exp", dest="source", required=True, help="an experiment, e.g. exp001, or its TTA, e.g. exp001/tta8")
     parser.add_argument("--out", type=Path, help="package folder (default: build/package/<comp>-<source>)")
     parser.add_argument("--force", action="store_true", help="replace an existing package (it stays until the new one is complete)")
     parser.add_argument("--user", help="Kaggle user name for dataset-metadata.json (default: $KAGGLE_USERNAME, else a placeholder)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     comp = Competition.load(args.root, args.comp)
     out = build_package(comp, args.source, args.out, args.force, args.user)
     print(f"packaged {comp.name}/{args.source} into {out} ({package_size(out) / 1e6:.1f} MB)")
@@ -30,7 +27,3 @@ def main() -> None:
     if USER_PLACEHOLDER in (out / "dataset-metadata.json").read_text():
         print(f"  set your Kaggle user name in {out / 'dataset-metadata.json'} (or rebuild with KAGGLE_USER=<name> FORCE=1)")
     print(f"  upload: kaggle datasets create -p {out} --dir-mode zip   (a new version: kaggle datasets version -p {out} --dir-mode zip -m '...')")
-
-
-if __name__ == "__main__":
-    run_cli(main)
