@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository'
 
 import numpy as np  # noqa: E402
 
-from solver.level2.knn import KnnSettings, NeighbourIndex  # noqa: E402
+from solver.config.experiment import KnnSpec  # noqa: E402
+from solver.level2.knn import NeighbourIndex  # noqa: E402
 
 SIMD_WARNING = "not compiled to use"  # what the SIMD-less nmslib wheel prints on import
 
@@ -65,7 +66,7 @@ class Clock:
         self.wall, self.cpu = wall, cpu
 
 
-def timed_index(vectors: np.ndarray, queries: np.ndarray, settings: KnnSettings, exact: bool) -> tuple[dict, np.ndarray]:
+def timed_index(vectors: np.ndarray, queries: np.ndarray, settings: KnnSpec, exact: bool) -> tuple[dict, np.ndarray]:
     clock = Clock()
     index = NeighbourIndex(vectors, settings, exact=exact)
     clock.lap("build")
@@ -74,7 +75,7 @@ def timed_index(vectors: np.ndarray, queries: np.ndarray, settings: KnnSettings,
     return clock.times, ids
 
 
-def run_hnswlib(vectors: np.ndarray, queries: np.ndarray, settings: KnnSettings) -> tuple[dict, np.ndarray]:
+def run_hnswlib(vectors: np.ndarray, queries: np.ndarray, settings: KnnSpec) -> tuple[dict, np.ndarray]:
     import hnswlib
 
     clock = Clock()
@@ -96,7 +97,7 @@ def nmslib_has_simd(python: str) -> str:
     return "no" if SIMD_WARNING in proc.stdout + proc.stderr else "yes"
 
 
-def run_nmslib(python: str, data: Path, query_file: Path, settings: KnnSettings, workdir: Path, label: str) -> tuple[dict, np.ndarray]:
+def run_nmslib(python: str, data: Path, query_file: Path, settings: KnnSpec, workdir: Path, label: str) -> tuple[dict, np.ndarray]:
     """Times NeighbourIndex(exact=False) in a subprocess of `python`, which needs numpy, tqdm and nmslib."""
     out = workdir / f"ids_{label}.npy"
     cmd = [python, str(Path(__file__).resolve()), "--worker", str(data), str(query_file), str(out), "--k", str(settings.k)]
@@ -117,8 +118,8 @@ def worker(args: argparse.Namespace) -> None:
     print(json.dumps(times))
 
 
-def settings_from(args: argparse.Namespace) -> KnnSettings:
-    return KnnSettings(k=args.k, space=args.space, M=args.M, ef_construction=args.ef_construction, ef_search=args.ef_search)
+def settings_from(args: argparse.Namespace) -> KnnSpec:
+    return KnnSpec(k=args.k, space=args.space, M=args.M, ef_construction=args.ef_construction, ef_search=args.ef_search)
 
 
 def recall(found: np.ndarray, exact: np.ndarray) -> float:
@@ -126,7 +127,7 @@ def recall(found: np.ndarray, exact: np.ndarray) -> float:
 
 
 def main() -> None:
-    defaults = KnnSettings()
+    defaults = KnnSpec()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100_000, help="indexed vectors")
     parser.add_argument("--dim", type=int, default=512)

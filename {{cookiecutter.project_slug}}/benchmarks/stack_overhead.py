@@ -20,7 +20,6 @@ chance (accuracy 1/C, log loss log C): a lower OOF log loss there is the leak of
 import argparse
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository's solver, installed or not
@@ -31,7 +30,7 @@ import pandas as pd  # noqa: E402
 from sklearn.metrics import log_loss  # noqa: E402
 
 from solver.config.level2 import LgbmSpec  # noqa: E402
-from solver.level2.stack import StackSettings, lgbm_params, stack_lgbm  # noqa: E402
+from solver.level2.stack import lgbm_params, stack_lgbm  # noqa: E402
 
 
 def make_matrix(rows: int, test_rows: int, classes: int, models: int, folds: int, seed: int):
@@ -49,7 +48,7 @@ def make_matrix(rows: int, test_rows: int, classes: int, models: int, folds: int
     return frame.iloc[:rows].reset_index(drop=True), y_all[:rows], fold, frame.iloc[rows:].reset_index(drop=True)
 
 
-def peer(X: pd.DataFrame, y: np.ndarray, folds: np.ndarray, X_test: pd.DataFrame, params: dict, settings: StackSettings):
+def peer(X: pd.DataFrame, y: np.ndarray, folds: np.ndarray, X_test: pd.DataFrame, params: dict, settings: LgbmSpec):
     """The hand-written OOF stack: one lightgbm.cv over the competition's folds. Returns (oof, test, rounds)."""
     x, x_test = X.to_numpy(np.float64), X_test.to_numpy(np.float64)
     splits = [(np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in range(int(folds.max()) + 1)]
@@ -81,7 +80,7 @@ def main() -> None:
     args = parser.parse_args()
     X, y, folds, X_test = make_matrix(args.rows, args.test_rows, args.classes, args.models, args.folds, args.seed)
     shuffled = np.random.default_rng(args.seed + 1).permutation(y)
-    settings = StackSettings(**{**LgbmSpec().model_dump(), "num_threads": args.threads, "logistic_c": tuple(LgbmSpec().logistic_c)})
+    settings = LgbmSpec(num_threads=args.threads)
     params = lgbm_params(settings, "multiclass", args.classes, int((folds != 0).sum()))
     print(
         f"{args.rows} x {X.shape[1]} matrix ({args.models} models x {args.classes} classes), {args.test_rows} test rows, "
@@ -93,11 +92,11 @@ def main() -> None:
     runs = {
         "peer: lightgbm.cv(folds=competition folds, return_cvbooster=True)": lambda labels: peer(X, labels, folds, X_test, params, settings)[:2],
         "stack_lgbm (model: lgbm, inner boosters averaged)": lambda labels: stack(
-            X, labels, folds, X_test, args.classes, replace(settings, model="lgbm")
+            X, labels, folds, X_test, args.classes, settings.model_copy(update={"model": "lgbm"})
         ),
         "stack auto (make lgbm: logistic or LightGBM by inner CV)": lambda labels: stack(X, labels, folds, X_test, args.classes, settings),
         "stack_lgbm + refit (the earlier make lgbm)": lambda labels: stack(
-            X, labels, folds, X_test, args.classes, replace(settings, model="lgbm", refit=True)
+            X, labels, folds, X_test, args.classes, settings.model_copy(update={"model": "lgbm", "refit": True})
         ),
     }
     rows, peer_s = [], None
@@ -118,7 +117,7 @@ def main() -> None:
     print("\n".join(rows))
 
 
-def stack(X, y, folds, X_test, classes: int, settings: StackSettings):
+def stack(X, y, folds, X_test, classes: int, settings: LgbmSpec):
     oof, test, _ = stack_lgbm(X, y, folds, X_test, "multiclass", classes, settings, progress=False)
     return oof, test
 

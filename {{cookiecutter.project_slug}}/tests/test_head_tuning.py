@@ -5,8 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from solver.adapt.head_tuning import FoldTarget, HeadSettings, fold_safe_head_tuning, predict_head, pseudo_labels, train_head
+from solver.adapt.head_tuning import FoldTarget, fold_safe_head_tuning, predict_head, pseudo_labels, train_head
 from solver.base.errors import SolverError
+from solver.config.adapt import HeadSpec
 
 N_FOLDS, DIM, CLASSES = 3, 8, 3
 
@@ -28,7 +29,7 @@ def _empty_targets():
     return [FoldTarget(np.array([], dtype=int), np.array([], dtype=np.int64), np.array([], dtype=int)) for _ in range(N_FOLDS)]
 
 
-SETTINGS = HeadSettings(epochs=40, lr=0.05, batch_size=64)
+SETTINGS = HeadSpec(epochs=40, lr=0.05, batch_size=64)
 
 
 def test_a_rows_oof_prediction_never_depends_on_its_own_label():
@@ -48,7 +49,7 @@ def test_a_labelled_subset_like_the_test_set_adapts_the_head():
     rest = np.arange(60, len(y_test))
     _, before, _ = fold_safe_head_tuning(train, test, y, folds, _empty_targets(), "multiclass", CLASSES, SETTINGS)
     targets = [FoldTarget(labelled, y_test[labelled], np.array([], dtype=int)) for _ in range(N_FOLDS)]
-    settings = HeadSettings(epochs=40, lr=0.05, batch_size=64, target_weight=4.0)
+    settings = HeadSpec(epochs=40, lr=0.05, batch_size=64, target_weight=4.0)
     _, after, info = fold_safe_head_tuning(train, test, y, folds, targets, "multiclass", CLASSES, settings)
     accuracy_before, accuracy_after = (before[rest].argmax(1) == y_test[rest]).mean(), (after[rest].argmax(1) == y_test[rest]).mean()
     assert accuracy_after > accuracy_before + 0.05, (accuracy_before, accuracy_after)
@@ -68,7 +69,7 @@ def test_the_head_starts_from_the_given_classifier():
     init = nn.Linear(DIM, CLASSES)
     with torch.no_grad():
         init.weight.mul_(5)
-    head = train_head(x, np.zeros(50, dtype=np.int64), np.ones(50), "multiclass", CLASSES, HeadSettings(epochs=1, lr=1e-6), init)
+    head = train_head(x, np.zeros(50, dtype=np.int64), np.ones(50), "multiclass", CLASSES, HeadSpec(epochs=1, lr=1e-6), init)
     assert np.allclose(predict_head(head, x, "multiclass"), predict_head(init, x, "multiclass"), atol=1e-3)
     with pytest.raises(SolverError, match="classifier maps 8 -> 4"):
         train_head(x, np.zeros(50, dtype=np.int64), np.ones(50), "multiclass", CLASSES, SETTINGS, nn.Linear(DIM, 4))

@@ -3,7 +3,8 @@ import pytest
 from sklearn.neighbors import NearestNeighbors
 
 from solver.base.errors import SolverError
-from solver.level2.knn import KnnSettings, NeighbourIndex, fold_safe_knn_features, knn_features, recall_at_k
+from solver.config.experiment import KnnSpec
+from solver.level2.knn import NeighbourIndex, fold_safe_knn_features, knn_features, recall_at_k
 
 
 def _gaussian(n: int, d: int, seed: int) -> np.ndarray:
@@ -13,7 +14,7 @@ def _gaussian(n: int, d: int, seed: int) -> np.ndarray:
 @pytest.mark.parametrize("space", ["cosinesimil", "l2"])
 def test_hnsw_agrees_with_exact(space):
     data, queries = _gaussian(2000, 32, 0), _gaussian(200, 32, 1)
-    settings = KnnSettings(space=space)
+    settings = KnnSpec(space=space)
     hnsw = NeighbourIndex(data, settings, exact=False)
     exact = NeighbourIndex(data, settings, exact=True)
     assert not hnsw.exact and exact.exact
@@ -36,19 +37,19 @@ def test_hnsw_agrees_with_exact(space):
 
 def test_exact_decided_by_size():
     data = _gaussian(50, 4, 0)
-    assert NeighbourIndex(data, KnnSettings(exact_below=51)).exact
-    assert not NeighbourIndex(data, KnnSettings(exact_below=50)).exact
+    assert NeighbourIndex(data, KnnSpec(exact_below=51)).exact
+    assert not NeighbourIndex(data, KnnSpec(exact_below=50)).exact
 
 
 @pytest.mark.parametrize(("space", "metric"), [("cosinesimil", "cosine"), ("l2", "euclidean")])
 def test_exact_matches_sklearn(space, metric):
     data, queries = _gaussian(500, 16, 2), _gaussian(50, 16, 3)
-    ids, dist = NeighbourIndex(data, KnnSettings(space=space), exact=True).query(queries, 7)
+    ids, dist = NeighbourIndex(data, KnnSpec(space=space), exact=True).query(queries, 7)
     ref_dist, ref_ids = NearestNeighbors(n_neighbors=7, metric=metric, algorithm="brute").fit(data).kneighbors(queries)
     np.testing.assert_array_equal(ids, ref_ids)
     np.testing.assert_allclose(dist, ref_dist, atol=1e-5)
     # k equal to the index size returns every vector, sorted.
-    all_ids, _ = NeighbourIndex(data[:7], KnnSettings(space=space), exact=True).query(queries, 7)
+    all_ids, _ = NeighbourIndex(data[:7], KnnSpec(space=space), exact=True).query(queries, 7)
     assert sorted(all_ids[0]) == list(range(7))
 
 
@@ -56,7 +57,7 @@ def test_knn_features_multiclass():
     labels = np.array([0, 1, 1, 2])
     ids = np.array([[1, 0, 2], [3, 3, 3]])
     dist = np.array([[1.0, 2.0, 4.0], [0.5, 0.6, 0.7]], np.float32)
-    feats, names = knn_features(labels, ids, dist, 4, KnnSettings(k=3))
+    feats, names = knn_features(labels, ids, dist, 4, KnnSpec(k=3))
     assert names == [f"knn_p_{j}" for j in range(4)] + [f"knn_d_{j}" for j in range(4)] + ["knn_top_0", "knn_top_1", "knn_top_2"]
     w = 1 / (np.array([1.0, 2.0, 4.0]) + 1e-6)
     np.testing.assert_allclose(feats[0, :4], [w[1] / w.sum(), (w[0] + w[2]) / w.sum(), 0, 0], rtol=1e-5)
@@ -66,7 +67,7 @@ def test_knn_features_multiclass():
     np.testing.assert_allclose(feats[0, 4:8], [2.0, 1.0, 6.0, 6.0])
     np.testing.assert_allclose(feats[1, 4:8], [1.05, 1.05, 0.5, 1.05], rtol=1e-6)
     np.testing.assert_allclose(feats[:, 8:], dist)
-    only, only_names = knn_features(labels, ids, dist, 4, KnnSettings(k=3, features=["topk_distance", "class_distance"]))
+    only, only_names = knn_features(labels, ids, dist, 4, KnnSpec(k=3, features=["topk_distance", "class_distance"]))
     assert only_names == names[8:] + names[4:8]
     np.testing.assert_allclose(only, np.concatenate([feats[:, 8:], feats[:, 4:8]], 1))
 
@@ -75,7 +76,7 @@ def test_knn_features_multilabel():
     labels = np.array([[1, 0, 1], [0, 0, 1], [1, 1, 0]])
     ids = np.array([[0, 1], [2, 2]])
     dist = np.array([[1.0, 3.0], [2.0, 2.0]], np.float32)
-    feats, _ = knn_features(labels, ids, dist, 3, KnnSettings(k=2, features=("label_distribution", "class_distance")))
+    feats, _ = knn_features(labels, ids, dist, 3, KnnSpec(k=2, features=("label_distribution", "class_distance")))
     w = 1 / (np.array([1.0, 3.0]) + 1e-6)
     np.testing.assert_allclose(feats[0, :3], [w[0] / w.sum(), 0, 1], rtol=1e-5)
     np.testing.assert_allclose(feats[1, :3], [1, 1, 0], rtol=1e-5)
@@ -99,7 +100,7 @@ def test_fold_safe_accuracy_chance_vs_signal(exact_below):
     n, n_folds = 800, 4
     emb, y = _clusters(n, 0)
     folds = _folds(n, n_folds, 1)
-    settings = KnnSettings(k=10, exact_below=exact_below, features=("label_distribution",))
+    settings = KnnSpec(k=10, exact_below=exact_below, features=("label_distribution",))
     # Each fold's "model" embeds slightly differently, as real fold models do.
     train = [emb + np.random.default_rng(f).normal(scale=0.1, size=emb.shape).astype(np.float32) for f in range(n_folds)]
     test = [t[:100] for t in train]
@@ -121,7 +122,7 @@ def test_fold_safe_never_uses_own_fold():
     emb = _gaussian(n, 8, 4)
     train = [emb] * n_folds
     test = [_gaussian(10, 8, 5)] * n_folds
-    oof, test_feats, _ = fold_safe_knn_features(train, test, folds, folds, n_folds, KnnSettings(k=20, features=("label_distribution",)))
+    oof, test_feats, _ = fold_safe_knn_features(train, test, folds, folds, n_folds, KnnSpec(k=20, features=("label_distribution",)))
     assert np.all(oof[np.arange(n), folds] == 0)
     # Test features average the folds' distributions, so they still sum to 1.
     np.testing.assert_allclose(test_feats.sum(1), 1, rtol=1e-5)
@@ -132,38 +133,38 @@ def test_fold_safe_oof_row_order():
     folds = _folds(n, 2, 6)
     emb = _gaussian(n, 4, 7)
     y = np.arange(n) % 3
-    oof, _, names = fold_safe_knn_features([emb, emb], [emb[:3], emb[:3]], y, folds, 3, KnnSettings(k=1, features=("topk_distance",)))
+    oof, _, names = fold_safe_knn_features([emb, emb], [emb[:3], emb[:3]], y, folds, 3, KnnSpec(k=1, features=("topk_distance",)))
     for f in range(2):
         rows = folds == f
-        _, dist = NeighbourIndex(emb[~rows], KnnSettings(), exact=True).query(emb[rows], 1)
+        _, dist = NeighbourIndex(emb[~rows], KnnSpec(), exact=True).query(emb[rows], 1)
         np.testing.assert_allclose(oof[rows], dist)
     assert names == ["knn_top_0"]
 
 
 def test_bad_settings():
     with pytest.raises(SolverError, match="'cosine'.*cosinesimil"):
-        KnnSettings(space="cosine")
+        KnnSpec(space="cosine")
     with pytest.raises(SolverError, match="'eucl'.*valid: cosinesimil, l2"):
-        KnnSettings(space="eucl")
+        KnnSpec(space="eucl")
     with pytest.raises(SolverError, match="'label_dist'.*label_distribution"):
-        KnnSettings(features=("label_dist",))
+        KnnSpec(features=("label_dist",))
     with pytest.raises(SolverError, match="'votes'.*valid: class_distance, label_distribution, topk_distance"):
-        KnnSettings(features=("votes",))
+        KnnSpec(features=("votes",))
     with pytest.raises(SolverError, match="list of names"):
-        KnnSettings(features="topk_distance")
+        KnnSpec(features="topk_distance")
     with pytest.raises(SolverError, match="k=0"):
-        KnnSettings(k=0)
-    assert KnnSettings(features=["topk_distance"]).features == ("topk_distance",)
+        KnnSpec(k=0)
+    assert KnnSpec(features=["topk_distance"]).features == ("topk_distance",)
     data = _gaussian(5, 4, 0)
     for exact in (True, False):
         with pytest.raises(SolverError, match="k=6.*5 vectors"):
-            NeighbourIndex(data, KnnSettings(), exact=exact).query(data, 6)
+            NeighbourIndex(data, KnnSpec(), exact=exact).query(data, 6)
     with pytest.raises(SolverError, match="dims"):
-        NeighbourIndex(data, KnnSettings()).query(_gaussian(2, 3, 0), 1)
+        NeighbourIndex(data, KnnSpec()).query(_gaussian(2, 3, 0), 1)
     with pytest.raises(SolverError, match="k=10.*fold 0"):
-        fold_safe_knn_features([data, data], [data, data], np.zeros(5, int), np.array([0, 0, 0, 1, 1]), 1, KnnSettings())
+        fold_safe_knn_features([data, data], [data, data], np.zeros(5, int), np.array([0, 0, 0, 1, 1]), 1, KnnSpec())
     with pytest.raises(SolverError, match=r"folds contain \[1\]"):
-        fold_safe_knn_features([data], [data], np.zeros(5, int), np.array([0, 0, 1, 1, 1]), 1, KnnSettings())
+        fold_safe_knn_features([data], [data], np.zeros(5, int), np.array([0, 0, 1, 1, 1]), 1, KnnSpec())
 
 
 def test_recall_is_measured_only_when_hnsw_is_used(monkeypatch):
@@ -174,6 +175,6 @@ def test_recall_is_measured_only_when_hnsw_is_used(monkeypatch):
 
     data, queries = _gaussian(300, 8, 0), _gaussian(40, 8, 1)
     monkeypatch.setitem(sys.modules, "nmslib", None)  # any HNSW index built from here on fails to import nmslib
-    assert index_recall(data, queries, KnnSettings(exact_below=1000)) is None
+    assert index_recall(data, queries, KnnSpec(exact_below=1000)) is None
     monkeypatch.undo()
-    assert 0.9 <= index_recall(data, queries, KnnSettings(exact_below=0)) <= 1.0
+    assert 0.9 <= index_recall(data, queries, KnnSpec(exact_below=0)) <= 1.0

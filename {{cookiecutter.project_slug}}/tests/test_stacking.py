@@ -1,16 +1,15 @@
-from dataclasses import replace
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from solver.base.errors import SolverError
 from solver.competition.metrics import get_metric
-from solver.level2.stack import StackSettings, min_data_in_leaf, stack_lgbm
+from solver.config.level2 import LgbmSpec
+from solver.level2.stack import min_data_in_leaf, stack_lgbm
 
 # Small and quick: few rows, a coarse learning rate, and a short patience keep every stack under a second or two.
-FAST = StackSettings(num_boost_round=300, early_stopping_rounds=20, learning_rate=0.1, num_threads=1, model="lgbm")
-AUTO = replace(FAST, model="auto")
+FAST = LgbmSpec(num_boost_round=300, early_stopping_rounds=20, learning_rate=0.1, num_threads=1, model="lgbm")
+AUTO = FAST.model_copy(update=dict(model="auto"))
 N, C, K = 800, 4, 5
 
 
@@ -112,7 +111,7 @@ def test_bad_rows_and_folds():
     with pytest.raises(SolverError, match="row 7"):
         stack_lgbm(missing, y, folds, X, "multiclass", C, FAST, progress=False)
     with pytest.raises(SolverError, match="objective"):
-        stack_lgbm(X, y, folds, X, "multiclass", C, StackSettings(extra_params={"objective": "regression"}), progress=False)
+        stack_lgbm(X, y, folds, X, "multiclass", C, LgbmSpec(extra_params={"objective": "regression"}), progress=False)
 
 
 def logits(p: np.ndarray) -> np.ndarray:
@@ -156,7 +155,7 @@ def test_a_noise_block_is_dropped_and_its_gain_reported():
     X = frame(logits(a), logits(b))
     noise = pd.DataFrame(np.random.default_rng(9).normal(size=(N, 12)), columns=[f"knn_{i}" for i in range(12)])
     X = pd.concat([X, noise], axis=1)
-    settings = replace(AUTO, model="logistic", logistic_c=(1.0,))
+    settings = AUTO.model_copy(update=dict(model="logistic", logistic_c=(1.0,)))
     _, _, info = stack_lgbm(X, y, folds, X.iloc[:10], "multiclass", C, settings, progress=False, optional_columns=list(noise.columns))
     assert all(set(losses) == {"logistic(C=1)", "logistic(C=1, no knn)"} for losses in info["inner_cv_loss"])
     assert info["knn_gain"] < 0.005
@@ -176,16 +175,16 @@ def test_multilabel_auto_stack_chooses_per_label():
 
 
 def test_min_data_in_leaf_grows_with_the_rows_unless_set():
-    assert min_data_in_leaf(StackSettings(), 1000) == 20
-    assert min_data_in_leaf(StackSettings(), 50_000) == 500
-    assert min_data_in_leaf(StackSettings(min_data_in_leaf=7), 50_000) == 7
+    assert min_data_in_leaf(LgbmSpec(), 1000) == 20
+    assert min_data_in_leaf(LgbmSpec(), 50_000) == 500
+    assert min_data_in_leaf(LgbmSpec(min_data_in_leaf=7), 50_000) == 7
 
 
 def test_unknown_stack_model_is_one_clear_error():
     y, folds, a, b = complementary(n=100)
     X = frame(a, b)
     with pytest.raises(SolverError, match="stack model 'ridge' is unknown"):
-        stack_lgbm(X, y, folds, X, "multiclass", C, replace(AUTO, model="ridge"), progress=False)
+        stack_lgbm(X, y, folds, X, "multiclass", C, AUTO.model_copy(update=dict(model="ridge")), progress=False)
 
 
 def test_weighted_blend_of_a_strong_and_a_weak_input_is_no_worse_than_the_strong_one():

@@ -23,17 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from solver.base.errors import SolverError
-
-
-@dataclass(frozen=True)
-class HeadSettings:
-    epochs: int = 30
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 256
-    target_weight: float = 1.0  # loss weight of a target-set row; a training row weighs 1
-    include_train: bool = True  # train on the fold's training rows too, not on the target set alone
-    seed: int = 0
+from solver.config.adapt import HeadSpec
 
 
 @dataclass
@@ -72,7 +62,7 @@ def _one_thread():
 
 
 def train_head(
-    x: np.ndarray, y: np.ndarray, weights: np.ndarray, task: str, num_classes: int, settings: HeadSettings, init: nn.Linear | None = None
+    x: np.ndarray, y: np.ndarray, weights: np.ndarray, task: str, num_classes: int, settings: HeadSpec, init: nn.Linear | None = None
 ) -> nn.Linear:
     """A linear head on embeddings x, from init's weights (or freshly initialised), with per-row loss weights."""
     if len(x) == 0:
@@ -119,7 +109,7 @@ def fold_safe_head_tuning(
     targets: list[FoldTarget],
     task: str,
     num_classes: int,
-    settings: HeadSettings,
+    settings: HeadSpec,
     init_heads: list[nn.Linear | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """OOF (N, C) and test (N_test, C) probabilities of heads retrained per fold, and per-fold counts for the record."""
@@ -138,7 +128,7 @@ def fold_safe_head_tuning(
         labels = np.concatenate([y[train_rows], target.test_labels.astype(y.dtype)])
         weights = np.concatenate([train_weights, np.full(len(target.test_rows), settings.target_weight)])
         init = init_heads[k] if init_heads else None
-        head = train_head(x, labels, weights, task, num_classes, HeadSettings(**{**settings.__dict__, "seed": settings.seed + k}), init)
+        head = train_head(x, labels, weights, task, num_classes, settings.model_copy(update={"seed": settings.seed + k}), init)
         oof[~outside] = predict_head(head, train_emb[k][~outside], task)
         test += predict_head(head, test_emb[k], task) / n_folds
         info.append(

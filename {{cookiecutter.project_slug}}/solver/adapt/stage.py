@@ -254,7 +254,7 @@ def _classifier(exp, k: int) -> nn.Linear:
 
 
 def _head_tuning(comp: Competition, cfg: AdaptConfig, path: Path, source, y: np.ndarray, folds: np.ndarray, train_ids, test_ids):
-    from solver.adapt.head_tuning import FoldTarget, HeadSettings, fold_safe_head_tuning, pseudo_labels
+    from solver.adapt.head_tuning import FoldTarget, fold_safe_head_tuning, pseudo_labels
     from solver.predict.embeddings import embeddings
     from solver.train.experiment import load_experiment
 
@@ -277,9 +277,7 @@ def _head_tuning(comp: Competition, cfg: AdaptConfig, path: Path, source, y: np.
             test_rows = np.concatenate([test_rows, subset_test])
             test_labels = np.concatenate([test_labels, subset_labels.astype(y.dtype) if y.ndim == 2 else subset_labels])
         targets.append(FoldTarget(test_rows, test_labels, subset_train[folds[subset_train] != k]))
-    settings = HeadSettings(
-        epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay, target_weight=cfg.target_weight, include_train=cfg.include_train
-    )
+    settings = cfg.head()
     init = [_classifier(exp, k) for k in range(comp.cfg.n_folds)] if cfg.init == "model" else None
     oof, test, info = fold_safe_head_tuning(train_emb, test_emb, y, folds, targets, comp.cfg.task, comp.num_classes, settings, init)
     for row in info:
@@ -289,7 +287,7 @@ def _head_tuning(comp: Competition, cfg: AdaptConfig, path: Path, source, y: np.
         "confidence": cfg.confidence,
         "labelled_subset": cfg.labelled_subset,
         "init": cfg.init,
-        "head": settings.__dict__,
+        "head": settings.model_dump(),
         "folds_target": info,
     }
     return oof, test, extra

@@ -16,8 +16,27 @@ ADAPT_KEYS = {
 }
 
 
-class AdaptConfig(Strict):
-    """<competition>/adapt/<name>.yaml: adapt a source's predictions to the test distribution (solver/adapt/stage.py)."""
+class _HeadKeys(Strict):
+    """How a head trains, as far as an adapt file sets it (method head_tuning)."""
+
+    epochs: int = Field(30, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    target_weight: float = Field(1.0, gt=0)  # loss weight of a target row (a training row weighs 1)
+    include_train: bool = True  # also train on the fold's own training rows, not on the target set alone
+
+
+class HeadSpec(_HeadKeys):
+    """Last-layer tuning of one head (solver/adapt/head_tuning.py): an adapt file's head keys and two it leaves fixed."""
+
+    batch_size: int = Field(256, ge=1)
+    seed: int = 0  # fold k's head trains with seed + k
+
+
+class AdaptConfig(_HeadKeys):
+    """<competition>/adapt/<name>.yaml: adapt a source's predictions to the test distribution (solver/adapt/stage.py).
+
+    head_tuning also reads the keys of _HeadKeys (epochs, lr, weight_decay, target_weight, include_train)."""
 
     source: str  # a source under runs/<comp>/ (head_tuning: an experiment, whose fold checkpoints give the embeddings)
     method: Literal["prior_shift", "head_tuning", "thresholds"]
@@ -29,17 +48,16 @@ class AdaptConfig(Strict):
     confidence: float | None = Field(None, gt=0, le=1)
     labelled_subset: str | None = None
     init: Literal["model", "fresh"] = "model"  # start from the fold model's classifier, or a new linear layer
-    epochs: int = Field(30, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
-    target_weight: float = Field(1.0, gt=0)  # loss weight of a target row (a training row weighs 1)
-    include_train: bool = True  # also train on the fold's own training rows
     # thresholds (multilabel): the metric maximised on OOF ("competition": the competition's), the test's expected
     # label frequencies (null: none, "train", "estimate": EM per label, a list in class order or {label: f}), and
     # whether every row gets at least its most likely label
     metric: str = "macro_f1"
     expected_frequencies: Literal["train", "estimate"] | list[float] | dict[str, float] | None = None
     at_least_one: bool = False
+
+    def head(self) -> HeadSpec:
+        """The head_tuning settings of this file."""
+        return HeadSpec(**self.model_dump(include=set(_HeadKeys.model_fields)))
 
     @model_validator(mode="before")
     @classmethod

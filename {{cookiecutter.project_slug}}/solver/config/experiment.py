@@ -11,11 +11,13 @@ the key and the file):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from solver.base.errors import did_you_mean
 from solver.config.loader import Strict, deep_merge, parse_overrides, read_yaml, validate
 
 # ----------------------------------------------------------------------------------------------------------
@@ -183,16 +185,55 @@ class TtaSpec(Strict):
     seed: int = 0
 
 
+KNN_SPACES = ("cosinesimil", "l2")
+KNN_FEATURES = ("label_distribution", "class_distance", "topk_distance")
+
+
 class KnnSpec(Strict):
     """kNN features from the experiment's embeddings for `make knn` (solver/level2/knn.py)."""
 
-    k: int = Field(10, ge=1)
-    space: Literal["cosinesimil", "l2"] = "cosinesimil"
+    k: int = 10  # neighbours per query
+    space: str = "cosinesimil"  # one of KNN_SPACES: distance 1 - cos, or Euclidean distance
     M: int = Field(16, ge=2)  # HNSW graph degree
-    ef_construction: int = Field(200, ge=1)
-    ef_search: int = Field(100, ge=1)
-    exact_below: int = Field(100_000, ge=0)  # smaller indexes are searched exactly (numpy), which is faster there
-    features: list[Literal["label_distribution", "class_distance", "topk_distance"]] = ["label_distribution", "class_distance", "topk_distance"]
+    ef_construction: int = 200  # HNSW build beam width
+    ef_search: int = 100  # HNSW query beam width (raised to k when smaller)
+    exact_below: int = 100_000  # smaller indexes are searched exactly (numpy): faster than building a graph with the SIMD-less nmslib wheel
+    features: tuple[str, ...] = KNN_FEATURES  # which groups of KNN_FEATURES knn_features returns, in this order
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _known_space(cls, value: Any) -> Any:
+        if value not in KNN_SPACES:
+            raise ValueError(f"knn space '{value}' is unknown; {did_you_mean(value, KNN_SPACES)}")
+        return value
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _known_features(cls, value: Any) -> Any:
+        if isinstance(value, str) or not isinstance(value, Sequence):
+            raise ValueError(f"knn features must be a list of names, got {value!r}; valid: {', '.join(KNN_FEATURES)}")
+        if not value:
+            raise ValueError(f"knn features is empty; choose one or more of: {', '.join(KNN_FEATURES)}")
+        for name in value:
+            if name not in KNN_FEATURES:
+                raise ValueError(f"knn feature '{name}' is unknown; {did_you_mean(name, KNN_FEATURES)}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"knn features {list(value)} repeat a name; list each feature once")
+        return tuple(value)  # a list from a config file becomes hashable
+
+    @field_validator("k", "ef_construction", "ef_search")
+    @classmethod
+    def _positive(cls, value: int, info: ValidationInfo) -> int:
+        if value < 1:
+            raise ValueError(f"knn {info.field_name}={value!r} must be a positive integer")
+        return value
+
+    @field_validator("exact_below")
+    @classmethod
+    def _not_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"knn exact_below={value!r} must be an integer >= 0 (0: always use HNSW)")
+        return value
 
 
 class PseudoSpec(Strict):
@@ -219,7 +260,7 @@ class TrackSpec(Strict):
     experiment: str | None = None  # the MLflow experiment; default: the competition's name
 
 
-class TuneParam(Strict):
+class TuneParamSpec(Strict):
     """The range of one dotted config key searched by `make tune`: low/high (float or int, log scale), or choices."""
 
     low: float | None = None
@@ -243,7 +284,7 @@ class TuneParam(Strict):
         return data
 
     @model_validator(mode="after")
-    def _check_range(self) -> TuneParam:
+    def _check_range(self) -> TuneParamSpec:
         if self.type == "categorical":
             if not self.choices:
                 raise ValueError("choices is empty; list at least two values, e.g. choices: [resnet10t, resnet18]")
@@ -262,7 +303,7 @@ class TuneParam(Strict):
 class TuneSpec(Strict):
     """`make tune`: an Optuna search over dotted config keys (solver/train/tune.py)."""
 
-    params: dict[str, TuneParam] = {}  # e.g. {train.lr: {low: 1.0e-4, high: 1.0e-2, log: true}, model.name: {choices: [...]}}
+    params: dict[str, TuneParamSpec] = {}  # e.g. {train.lr: {low: 1.0e-4, high: 1.0e-2, log: true}, model.name: {choices: [...]}}
     trials: int = Field(20, ge=1)  # finished (complete or pruned) trials the study holds at the end; TRIALS= overrides
     folds: list[int] = [0]  # the folds each trial trains; the objective is the mean of their best scores
     prune_fold: int | None = None  # the fold whose per-epoch metric the pruner watches; default: the first of folds

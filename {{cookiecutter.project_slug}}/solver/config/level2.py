@@ -21,22 +21,24 @@ class EnsembleConfig(Strict):
 
 
 class LgbmSpec(Strict):
-    num_boost_round: int = Field(2000, ge=1)
+    """The level-2 models of a stack (solver/level2/stack.py): LightGBM and the logistic blends it is compared with."""
+
+    num_boost_round: int = Field(2000, ge=1)  # upper bound; the inner CV's early stopping picks the count per fold
     early_stopping_rounds: int = Field(50, ge=1)
     learning_rate: float = Field(0.05, gt=0)
-    num_leaves: int = Field(15, ge=2)
-    min_data_in_leaf: int | None = Field(None, ge=1)  # None: max(20, 1% of the training rows)
+    num_leaves: int = Field(15, ge=2)  # few, shallow trees: stack inputs are few and already strong
+    min_data_in_leaf: int | None = Field(None, ge=1)  # None: max(20, 1% of the training rows), fewer splits the fewer rows there are
     feature_fraction: float = Field(0.8, gt=0, le=1)
     lambda_l2: float = Field(1.0, ge=0)
     inner_folds: int = Field(3, ge=2)  # lightgbm.cv inside each outer fold picks the number of rounds
     seed: int = 42
     num_threads: int = Field(1, ge=1)  # level-2 matrices are small: more threads mostly contend (measured 10x slower with 2 on a loaded 2-core box)
-    # auto: per outer fold, the lowest inner-CV log loss of logistic blends of the inputs' logits (one per C in
+    # auto: per outer fold (and label), the lowest inner-CV log loss of logistic blends of the inputs' logits (one per C in
     # logistic_c, with and without the kNN block) and LightGBM; logistic / lgbm: only those candidates
     model: Literal["auto", "logistic", "lgbm"] = "auto"
-    logistic_c: list[float] = Field([0.01, 0.1, 1.0], min_length=1)
+    logistic_c: list[float] = Field([0.01, 0.1, 1.0], min_length=1)  # inverse L2 strengths tried for the logistic blend
     refit: bool = False  # LightGBM: refit per fold for the chosen rounds instead of averaging the inner cv boosters
-    extra_params: dict[str, Any] = {}
+    extra_params: dict[str, Any] = {}  # merged last into the LightGBM params
 
 
 class StackConfig(Strict):

@@ -19,6 +19,17 @@ class Strict(BaseModel):
     # extra="forbid": a typo in a key must fail loudly instead of silently using a default.
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
+    def __init__(self, /, **data: Any) -> None:
+        """Built in code (KnnSpec(k=3)), a bad value is the same one-line SolverError as in a file, named by the class."""
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            raise SolverError(format_validation_error(err, type(self), type(self).__name__)) from None
+
+    # Validation of a section inside a file never calls __init__ (pydantic's own marker, as on BaseModel.__init__):
+    # its errors stay part of the file's one message, with the file's name and the section's key.
+    __init__.__pydantic_base_init__ = True
+
 
 # ----------------------------------------------------------------------------------------------------------
 # Loading

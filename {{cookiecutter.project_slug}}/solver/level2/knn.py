@@ -13,53 +13,18 @@ faster than building a graph, and approximate (nmslib HNSW) above. Both return t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 import numpy as np
 from tqdm.auto import tqdm
 
-from solver.base.errors import SolverError, did_you_mean
+from solver.base.errors import SolverError
+from solver.config.experiment import KnnSpec
 
-SPACES = ("cosinesimil", "l2")
-FEATURES = ("label_distribution", "class_distance", "topk_distance")
 # Inverse-distance weights: 1 / (distance + WEIGHT_EPS). Scale-free (only distance ratios matter, so the same for
 # cosine and l2), and a near-duplicate image (distance ~0) dominates the vote, which is what a duplicate deserves.
 WEIGHT_EPS = 1e-6
 # A class with no neighbour among the k gets this multiple of the query's k-th distance: farther than anything seen,
 # and scaled to the query's own neighbourhood so the value is comparable between dense and sparse regions.
 MISSING_CLASS_FACTOR = 1.5
-
-
-@dataclass(frozen=True)
-class KnnSettings:
-    k: int = 10  # neighbours per query
-    space: str = "cosinesimil"  # "cosinesimil" (distance 1 - cos) or "l2" (Euclidean distance)
-    M: int = 16  # HNSW graph degree
-    ef_construction: int = 200  # HNSW build beam width
-    ef_search: int = 100  # HNSW query beam width (raised to k when smaller)
-    exact_below: int = 100_000  # smaller indexes use exact numpy search: faster than building a graph with the SIMD-less nmslib wheel
-    features: tuple[str, ...] = FEATURES  # which feature groups knn_features returns, in this order
-
-    def __post_init__(self) -> None:
-        if self.space not in SPACES:
-            raise SolverError(f"knn space '{self.space}' is unknown; {did_you_mean(self.space, SPACES)}")
-        if isinstance(self.features, str) or not isinstance(self.features, Sequence):
-            raise SolverError(f"knn features must be a list of names, got {self.features!r}; valid: {', '.join(FEATURES)}")
-        object.__setattr__(self, "features", tuple(self.features))  # a list from a config file becomes hashable
-        if not self.features:
-            raise SolverError(f"knn features is empty; choose one or more of: {', '.join(FEATURES)}")
-        for name in self.features:
-            if name not in FEATURES:
-                raise SolverError(f"knn feature '{name}' is unknown; {did_you_mean(name, FEATURES)}")
-        if len(set(self.features)) != len(self.features):
-            raise SolverError(f"knn features {list(self.features)} repeat a name; list each feature once")
-        for key in ("k", "M", "ef_construction", "ef_search"):
-            value = getattr(self, key)
-            if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
-                raise SolverError(f"knn {key}={value!r} must be a positive integer")
-        if not isinstance(self.exact_below, int | np.integer) or self.exact_below < 0:
-            raise SolverError(f"knn exact_below={self.exact_below!r} must be an integer >= 0 (0: always use HNSW)")
 
 
 def _as_matrix(x: np.ndarray, what: str, dim: int | None = None) -> np.ndarray:
@@ -83,7 +48,7 @@ def _normalize(x: np.ndarray) -> np.ndarray:
 class NeighbourIndex:
     """k-nearest-neighbour search over fixed vectors, exact (numpy) or approximate (nmslib HNSW)."""
 
-    def __init__(self, vectors: np.ndarray, settings: KnnSettings, exact: bool | None = None):
+    def __init__(self, vectors: np.ndarray, settings: KnnSpec, exact: bool | None = None):
         self.settings = settings
         self.vectors = _as_matrix(vectors, "index vectors")
         if len(self.vectors) == 0:
@@ -196,7 +161,7 @@ def _per_class(labels: np.ndarray, neighbour_ids: np.ndarray, distances: np.ndar
 
 
 def knn_features(
-    index_labels: np.ndarray, neighbour_ids: np.ndarray, distances: np.ndarray, num_classes: int, settings: KnnSettings
+    index_labels: np.ndarray, neighbour_ids: np.ndarray, distances: np.ndarray, num_classes: int, settings: KnnSpec
 ) -> tuple[np.ndarray, list[str]]:
     """Features per query from its k neighbours: (float32 (n, F), names), groups in settings.features order.
 
@@ -235,7 +200,7 @@ def fold_safe_knn_features(
     y: np.ndarray,
     folds: np.ndarray,
     num_classes: int,
-    settings: KnnSettings,
+    settings: KnnSpec,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(oof features (N_train, F) in train row order, test features (N_test, F) averaged over folds, names).
 

@@ -11,22 +11,18 @@ from solver.base.atomic import write_csv
 from solver.base.errors import SolverError
 from solver.competition.contract import Competition, read_csv
 from solver.competition.folds import folds_hash
-from solver.level2.knn import KnnSettings, NeighbourIndex, fold_safe_knn_features, recall_at_k
+from solver.config.experiment import KnnSpec
+from solver.level2.knn import NeighbourIndex, fold_safe_knn_features, recall_at_k
 from solver.predict.embeddings import embeddings
 from solver.runs.source import KNN_FEATURE_FILES, read_config, write_source
 from solver.train.experiment import load_experiment
-
-
-def knn_settings(exp_cfg) -> KnnSettings:
-    spec = exp_cfg.knn
-    return KnnSettings(spec.k, spec.space, spec.M, spec.ef_construction, spec.ef_search, spec.exact_below, tuple(spec.features))
 
 
 def knn_stage(root: Path, comp_name: str, exp_name: str, overrides=(), run_name: str | None = None) -> dict:
     """Embeddings of every fold model -> fold-safe kNN features -> runs/<comp>/<run_name or exp>/knn/ (features + a source)."""
     exp = load_experiment(root, comp_name, exp_name, overrides, run_name=run_name)
     comp = exp.comp
-    settings = knn_settings(exp.cfg)
+    settings = exp.cfg.knn
     train_emb, test_emb = embeddings(exp)
     oof_features, test_features, names = fold_safe_knn_features(train_emb, test_emb, exp.y, exp.folds, comp.num_classes, settings)
     recall = index_recall(train_emb[0][exp.folds != 0], train_emb[0][exp.folds == 0], settings)
@@ -46,14 +42,14 @@ def knn_stage(root: Path, comp_name: str, exp_name: str, overrides=(), run_name:
     test_probs = pd.DataFrame(test_features, columns=names)[label_columns].to_numpy()
     extra = {
         "model": f"knn({exp.cfg.model.name})",
-        "knn": exp.cfg.knn.model_dump(),
+        "knn": exp.cfg.knn.model_dump(mode="json"),
         "recall_at_k": recall,
         "exact": recall is None,
     }
     return write_source(comp, f"{exp.name}/knn", "knn", oof_probs, test_probs, exp.y, exp.folds, extra)
 
 
-def index_recall(index_vectors: np.ndarray, queries: np.ndarray, settings: KnnSettings, max_queries: int = 1000) -> float | None:
+def index_recall(index_vectors: np.ndarray, queries: np.ndarray, settings: KnnSpec, max_queries: int = 1000) -> float | None:
     """recall@k of the HNSW index against exact search, on real embeddings (a sample of the queries); None when an
     index of this size uses exact search: then no HNSW index is built just to be measured."""
     if len(index_vectors) < settings.exact_below:

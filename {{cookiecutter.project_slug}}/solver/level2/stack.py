@@ -15,7 +15,7 @@ fold f is the average of its inner cv boosters (return_cvbooster=True): no refit
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import lightgbm as lgb
 import numpy as np
@@ -29,6 +29,7 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from solver.base.errors import SolverError
+from solver.config.level2 import LgbmSpec
 
 TASKS = ("multiclass", "multilabel")
 MODELS = ("auto", "logistic", "lgbm")
@@ -36,25 +37,7 @@ MODELS = ("auto", "logistic", "lgbm")
 _RESERVED = ("objective", "num_class", "num_classes", "application", "app", "objective_type", "loss")
 
 
-@dataclass(frozen=True)
-class StackSettings:
-    num_boost_round: int = 2000  # upper bound; the inner CV's early stopping picks the count per fold
-    early_stopping_rounds: int = 50
-    learning_rate: float = 0.05
-    num_leaves: int = 15  # few, shallow trees: stack inputs are few and already strong
-    min_data_in_leaf: int | None = None  # None: max(20, 1% of the training rows), fewer splits the fewer rows there are
-    feature_fraction: float = 0.8
-    lambda_l2: float = 1.0
-    inner_folds: int = 3
-    seed: int = 42
-    num_threads: int = 1
-    model: str = "auto"  # auto: the candidate with the lowest inner-CV log loss, per outer fold (and label)
-    logistic_c: tuple[float, ...] = (0.01, 0.1, 1.0)  # inverse L2 strengths tried for the logistic blend
-    refit: bool = False  # LightGBM: refit on the fold's training rows instead of averaging the inner cv boosters
-    extra_params: dict = field(default_factory=dict)  # merged last into the LightGBM params
-
-
-def lgbm_params(settings: StackSettings, objective: str, num_classes: int, n_rows: int = 0) -> dict:
+def lgbm_params(settings: LgbmSpec, objective: str, num_classes: int, n_rows: int = 0) -> dict:
     bad = sorted(k for k in settings.extra_params if k in _RESERVED)
     if bad:
         raise SolverError(f"stack extra_params may not set {', '.join(bad)}: the objective follows the task; remove them")
@@ -76,12 +59,12 @@ def lgbm_params(settings: StackSettings, objective: str, num_classes: int, n_row
     return {**params, **settings.extra_params}
 
 
-def min_data_in_leaf(settings: StackSettings, n_rows: int) -> int:
+def min_data_in_leaf(settings: LgbmSpec, n_rows: int) -> int:
     """The set value, or one that grows with the rows: a leaf of 20 rows out of 50,000 fits noise in OOF probabilities."""
     return settings.min_data_in_leaf if settings.min_data_in_leaf is not None else max(20, n_rows // 100)
 
 
-def _check_settings(settings: StackSettings) -> None:
+def _check_settings(settings: LgbmSpec) -> None:
     if settings.model not in MODELS:
         raise SolverError(f"stack model '{settings.model}' is unknown; valid: {', '.join(MODELS)}")
     if not settings.logistic_c or min(settings.logistic_c) <= 0:
@@ -142,7 +125,7 @@ def _check_inputs(X: pd.DataFrame, y: np.ndarray, folds: np.ndarray, X_test: pd.
         raise SolverError(f"multilabel stack: y must be (N, {num_classes}) of 0/1, got shape {y.shape}")
 
 
-def inner_splits(y: np.ndarray, settings: StackSettings) -> list[tuple[np.ndarray, np.ndarray]]:
+def inner_splits(y: np.ndarray, settings: LgbmSpec) -> list[tuple[np.ndarray, np.ndarray]]:
     """The inner folds of one outer fold's training rows, shared by every candidate (a paired comparison)."""
     rows = np.zeros(len(y))
     with warnings.catch_warnings():
@@ -166,7 +149,7 @@ class Candidate:
     inner: np.ndarray | None = None  # its inner-CV predictions of the training rows, scored by the competition's metric
 
 
-def _lgbm(params: dict, X: np.ndarray, y: np.ndarray, splits, settings: StackSettings) -> Candidate:
+def _lgbm(params: dict, X: np.ndarray, y: np.ndarray, splits, settings: LgbmSpec) -> Candidate:
     """lightgbm.cv on the shared inner folds; early stopping picks the rounds without the outer fold's labels.
 
     The fold's predictions average the inner boosters (each saw (K-1)/K of the training rows, none the outer fold),
@@ -262,7 +245,7 @@ def _choose(
     params: dict,
     X: np.ndarray,
     y: np.ndarray,
-    settings: StackSettings,
+    settings: LgbmSpec,
     n_out: int,
     optional: np.ndarray,
     groups: list[np.ndarray] = (),
@@ -314,7 +297,7 @@ def stack_lgbm(
     X_test: pd.DataFrame,
     task: str,
     num_classes: int,
-    settings: StackSettings,
+    settings: LgbmSpec,
     progress: bool = True,
     optional_columns: list[str] = (),
     blend_groups: list[list[str]] = (),

@@ -22,7 +22,7 @@ from solver.config.level2 import EnsembleConfig, StackConfig
 from solver.config.loader import read_yaml, validate
 from solver.level2.ensemble import caruana_oof_fold_safe, mean_ensemble, rank_average, weighted_average
 from solver.level2.knn_stage import load_knn_features
-from solver.level2.stack import StackSettings, stack_lgbm
+from solver.level2.stack import stack_lgbm
 from solver.runs.source import Source, check_sources, load_source, write_source
 
 
@@ -121,7 +121,7 @@ def stack_stage(root: Path, comp_name: str, name: str) -> dict:
         X.append(_metadata(train, cfg.metadata, comp.data_dir / comp.cfg.train_csv))
         X_test.append(_metadata(test, cfg.metadata, comp.data_dir / comp.cfg.test_csv))
     X, X_test = pd.concat(X, axis=1), pd.concat(X_test, axis=1)
-    settings = StackSettings(**{**cfg.lgbm.model_dump(), "logistic_c": tuple(cfg.lgbm.logistic_c)})
+    settings = cfg.lgbm
     oof, test, info = stack_lgbm(
         X,
         y,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import timm
 import torch
-from timm.models import adapt_input_conv, get_pretrained_cfg, split_model_name_tag
+from timm.models import adapt_input_conv, get_pretrained_cfg, resolve_pretrained_cfg, split_model_name_tag
 
 from solver.base.errors import SolverError, did_you_mean
 from solver.config.experiment import ModelSpec
@@ -29,6 +29,15 @@ def create_model(spec: ModelSpec, num_classes: int, in_chans: int, root: Path = 
         path = Path(spec.weights)
         load_local_weights(model, path if path.is_absolute() else root / path)
     return model
+
+
+def pretrained_config(spec: ModelSpec) -> dict:
+    """What create_model(spec).pretrained_cfg holds (mean, std, ...), resolved as timm resolves it, without building the model:
+    its tag, or model.kwargs' pretrained_cfg and pretrained_cfg_overlay."""
+    check_model_name(spec)
+    arch, tag = split_model_name_tag(spec.name)
+    cfg = spec.kwargs.get("pretrained_cfg") or tag or None
+    return resolve_pretrained_cfg(arch, cfg, spec.kwargs.get("pretrained_cfg_overlay")).to_dict()
 
 
 def architecture_only(spec: ModelSpec) -> ModelSpec:

@@ -30,7 +30,7 @@ from solver.config.experiment import ExperimentConfig, load_experiment_config
 from solver.nn import distributed
 from solver.nn.curriculum import check_schedules
 from solver.nn.data import ImageDataset, build_transform, check_augmentations, check_image_sizes, normalization, seed_transform
-from solver.nn.models import architecture_only, check_model_name, create_model
+from solver.nn.models import architecture_only, check_model_name, create_model, pretrained_config
 from solver.nn.runtime import default_num_workers, resolve_device
 
 
@@ -130,8 +130,10 @@ def load_experiment(
     else:
         in_chans = read_sample(train_paths[0]).shape[2]
     check_model_name(cfg.model)  # the name, its tag, and that timm has weights for it when pretrained
-    model_spec = cfg.model if training else architecture_only(cfg.model)
-    model_cfg = create_model(model_spec, comp.num_classes, in_chans, root).pretrained_cfg  # (the pretrained mean/std)
+    if training:  # the model with its starting weights, built once to fail early; its pretrained_cfg holds the mean/std
+        model_cfg = create_model(cfg.model, comp.num_classes, in_chans, root).pretrained_cfg
+    else:  # the stages after training load fold checkpoints: timm's config alone gives the mean/std, no model is built
+        model_cfg = pretrained_config(cfg.model)
     mean, std = normalization(cfg, in_chans, model_cfg.get("mean", (0.5,)), model_cfg.get("std", (0.25,)))
     build_transform(cfg, mean, std, train=True)  # an unknown augmentation fails before training
     check_augmentations(cfg.augment.train, "augment.train", in_chans, cfg.data.image_size)  # so does one that cannot take N channels

@@ -34,7 +34,7 @@ from pydantic import BaseModel
 from solver.base.atomic import write_text
 from solver.base.errors import SolverError, did_you_mean
 from solver.competition.contract import Competition
-from solver.config.experiment import ExperimentConfig, TuneParam, TuneSpec, load_experiment_config
+from solver.config.experiment import ExperimentConfig, TuneParamSpec, TuneSpec, load_experiment_config
 from solver.config.loader import read_yaml
 from solver.nn import distributed
 from solver.train.loop import epoch_callback
@@ -73,7 +73,7 @@ def check_key(key: str, source: str) -> None:
     raise SolverError(f"{source}: tune.params: '{key}' is a section; name one of its keys, e.g. {key}.{next(iter(model.model_fields))}")
 
 
-def _endpoints(param: TuneParam) -> list[Any]:
+def _endpoints(param: TuneParamSpec) -> list[Any]:
     if param.type == "categorical":
         return list(param.choices or [])
     if param.type == "int":
@@ -106,7 +106,7 @@ def check_search_space(path: Path, spec: TuneSpec, base_overrides=()) -> None:
                 raise SolverError(f"{path}: tune.params.{key}: {value!r} makes an invalid experiment: {str(err).split(': ', 1)[-1]}") from None
 
 
-def suggest(trial, params: dict[str, TuneParam]) -> list[str]:
+def suggest(trial, params: dict[str, TuneParamSpec]) -> list[str]:
     """The trial's sampled values as config overrides."""
     overrides = []
     for key, p in params.items():
