@@ -10,7 +10,7 @@ INCLUDE_DEMO = "{{ cookiecutter.include_demo }}" == "yes"
 COMPETITION = "{{ cookiecutter.competition_slug }}"
 TASK = "{{ cookiecutter.competition_task }}"
 
-DEMO_FILES = ["digits", "solver/commands/demo.py", "tests/test_demo.py", "benchmarks/recipe_vs_plain.py"]
+DEMO_FILES = ["digits", "solver/commands/demo.py", "tests/e2e/test_demo.py", "benchmarks/recipe_vs_plain.py"]
 
 
 def remove(paths: list[str]) -> None:

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import BIN, TEMPLATE, bake
 
 TEMPLATE_PROJECT = TEMPLATE / "{{cookiecutter.project_slug}}"
-DEMO_ONLY = {"digits", "solver/commands/demo.py", "tests/test_demo.py", "benchmarks/recipe_vs_plain.py"}
+DEMO_ONLY = {"digits", "solver/commands/demo.py", "tests/e2e/test_demo.py", "benchmarks/recipe_vs_plain.py"}
 IGNORED = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 
 
@@ -124,7 +124,7 @@ def test_generated_suite_collects(baked):
     args = [sys.executable, "-m", "pytest", "-q", "--collect-only", "-p", "no:cacheprovider"]
     result = subprocess.run(args, cwd=repo, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
-    assert ("tests/test_demo.py" in result.stdout) == (combo["include_demo"] == "yes")
+    assert ("tests/e2e/test_demo.py" in result.stdout) == (combo["include_demo"] == "yes")
 
 
 def test_first_competition_contract_loads(baked):

@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO
+
 sys.path.insert(0, str(REPO))  # this repository's solver and its synthetic data, installed or not
 
 from solver.base.threads import available_cores  # noqa: E402

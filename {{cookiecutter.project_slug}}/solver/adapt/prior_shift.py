@@ -121,7 +121,7 @@ def calibrate_folds(fold_probs: list[np.ndarray], temperatures: list[float], mul
 
     Why not one temperature for the fold-averaged test: a temperature fitted on OOF describes one fold model, while
     the mean of the folds' probabilities is less confident than any of them, so that temperature over-softens it
-    (tests/test_prior_shift.py, five folds: T 1.29 from OOF where the average wants 0.68; test NLL 0.362 raw, 0.402
+    (tests/unit/adapt/test_prior_shift.py, five folds: T 1.29 from OOF where the average wants 0.68; test NLL 0.362 raw, 0.402
     with the OOF temperature, 0.348 calibrated per fold and averaged in logits, 0.339 with the best T for the
     average, which needs the test's labels). Averaging logits keeps the members' calibrated confidence instead of
     the softening that a mean of probabilities adds.

@@ -12,7 +12,7 @@ from solver.competition.submission_format import build_submission, validate_subm
 from solver.submit.submission import kaggle_submit, make_submission
 from tests.conftest import solver_command
 from tests.synthetic import make_competition
-from tests.test_download import CREDENTIALS, fake_kaggle, give_credentials, no_credentials
+from tests.unit.competition.test_download import CREDENTIALS, fake_kaggle, give_credentials, no_credentials
 
 
 def fake_test_predictions(comp: Competition, source_dir, seed=0) -> pd.DataFrame:

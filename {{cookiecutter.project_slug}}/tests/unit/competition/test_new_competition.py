@@ -15,7 +15,7 @@ from solver.train.run import train_fold
 from tests.conftest import solver_command
 from tests.synthetic import make_competition
 
-# (pretrained off: tests never reach the network; tests/test_pretrained.py trains from a hub cache it writes)
+# (pretrained off: tests never reach the network; tests/unit/nn/test_pretrained.py trains from a hub cache it writes)
 TINY = ["model.name=test_resnet", "model.pretrained=false", "data.image_size=32", "data.batch_size=8", "data.num_workers=0", "train.epochs=1"]
 
 

@@ -21,7 +21,7 @@ from solver.runs.source import stale_inputs
 from solver.train.run import train_experiment
 from tests.conftest import solver_command
 from tests.synthetic import TINY_EXPERIMENT, make_competition
-from tests.test_parallel_folds import ENV
+from tests.unit.train.test_parallel_folds import ENV
 
 EXPERIMENT = {**TINY_EXPERIMENT, "train": {**TINY_EXPERIMENT["train"], "epochs": 1}}
 RESULTS = ("oof.csv", "test.csv", "score.json", "config.yaml", "submission.csv")

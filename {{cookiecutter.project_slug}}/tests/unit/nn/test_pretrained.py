@@ -31,7 +31,6 @@ from tests.conftest import solver_command
 from tests.synthetic import TINY_EXPERIMENT, make_competition
 
 MODEL = "test_resnet.r160_in1k"  # a tiny timm model whose pretrained tag lives on the hub (timm/test_resnet.r160_in1k)
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture

@@ -22,8 +22,6 @@ from solver.submit.submission import make_submission
 from solver.train.run import train_experiment
 from tests.synthetic import make_competition
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
