@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel
 
 from solver.config.experiment import ExperimentConfig
+from solver.runs.source import read_config
 
 # Settings that change where or how fast a fold trains, or only how it predicts, not what it learns.
 RUNTIME_KEYS = {"train.folds", "train.device", "data.num_workers"}
@@ -73,4 +73,4 @@ def _new_key_at_default(key: str, a: dict, b: dict) -> bool:
 
 
 def read_fold_config(folder: Path) -> dict:
-    return yaml.safe_load((folder / "config.yaml").read_text())
+    return read_config(folder, required=True)

@@ -32,10 +32,14 @@ OOF_FILE, TEST_FILE, CONFIG_FILE, SCORE_FILE = "oof.csv", "test.csv", "config.ya
 KNN_FEATURE_FILES = ("features_oof.csv", "features_test.csv")  # <exp>/knn/: the stack's kNN block (make knn)
 
 
-def read_config(folder: Path) -> dict:
-    """A source's (or a fold's) config.yaml, {} when it has none."""
+def read_config(folder: Path, required: bool = False) -> dict:
+    """A source's (or a fold's) config.yaml; {} when it has none, unless required (then one error naming the file)."""
     path = folder / CONFIG_FILE
-    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+    if not path.is_file():
+        if required:
+            raise SolverError(f"{path} not found: {folder} is incomplete; train or compute it again")
+        return {}
+    return yaml.safe_load(path.read_text()) or {}
 
 
 def read_score(folder: Path) -> dict | None:
