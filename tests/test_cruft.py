@@ -69,7 +69,7 @@ def test_update_template_brings_a_solver_change_and_keeps_the_users_competitions
     contract = repo / "my_competition/competition.yaml"
     contract.write_text(contract.read_text().replace("n_folds: 5", "n_folds: 4").replace("train_csv: train.csv", "train_csv: labels.csv"))
     (repo / "my_competition/configs/exp002.yaml").write_text("model:\n  name: resnet34\n")
-    added = run(["make", "competition", "NAME=protein", "TASK=multilabel", f"VENV={Path(sys.prefix)}"], repo)
+    added = run(["make", "competition", "COMP=protein", "TASK=multilabel", f"VENV={Path(sys.prefix)}"], repo)
     assert added.returncode == 0, added.stderr
     assert "task: multilabel\n" in (repo / "protein/competition.yaml").read_text()
     commit_all(repo, "my competitions")
@@ -86,18 +86,18 @@ def test_update_template_brings_a_solver_change_and_keeps_the_users_competitions
     (tmp_path / "cruft.json").rename(repo / ".cruft.json")
 
     # The template moves on: a solver change, and a change to what a new competition's contract looks like.
-    errors = template / TEMPLATE_PROJECT / "solver/errors.py"
+    errors = template / TEMPLATE_PROJECT / "solver/base/errors.py"
     errors.write_text(errors.read_text() + '\n\nTEMPLATE_CHANGE = "v2"  # arrives with make update-template\n')
-    scaffold = template / TEMPLATE_PROJECT / "solver/scaffold.py"
+    scaffold = template / TEMPLATE_PROJECT / "solver/competition/scaffold.py"
     scaffold.write_text(scaffold.read_text().replace("n_folds: 5\n", "n_folds: 10\n"))
     commit_all(template, "template v2")
     v2 = run(["git", "rev-parse", "HEAD"], template).stdout.strip()
 
     updated = update_template(repo)
     assert updated.returncode == 0, updated.stdout + updated.stderr
-    assert 'TEMPLATE_CHANGE = "v2"' in (repo / "solver/errors.py").read_text()
-    assert "n_folds: 10\n" in (repo / "solver/scaffold.py").read_text()
+    assert 'TEMPLATE_CHANGE = "v2"' in (repo / "solver/base/errors.py").read_text()
+    assert "n_folds: 10\n" in (repo / "solver/competition/scaffold.py").read_text()
     assert json.loads((repo / ".cruft.json").read_text())["commit"] == v2
     assert {name: snapshot(repo / name) for name in mine} == mine  # byte for byte, no .rej or .orig files
     changed = run(["git", "status", "--porcelain"], repo).stdout.split("\n")
-    assert sorted(line[3:] for line in changed if line) == [".cruft.json", "solver/errors.py", "solver/scaffold.py"]
+    assert sorted(line[3:] for line in changed if line) == [".cruft.json", "solver/base/errors.py", "solver/competition/scaffold.py"]
