@@ -1,5 +1,8 @@
 """pre_gen rejects bad answers with one line and leaves nothing behind; post_gen prints the next steps."""
 
+import subprocess
+import sys
+
 import pytest
 
 from tests.conftest import bake
@@ -42,3 +45,17 @@ def test_post_gen_prints_next_steps(tmp_path):
     result = bake(tmp_path, competition_slug="protein")
     assert result.returncode == 0, result.stderr
     assert "Next steps" in result.stdout and "make install" in result.stdout and "make train COMP=protein" in result.stdout
+
+
+def test_the_hooks_command_needs_only_the_standard_library(tmp_path):
+    """The post-gen hook runs `python -m solver new-competition` with cookiecutter's Python, which may have nothing but
+    the standard library: with site-packages switched off (-S), the command still writes a competition."""
+    result = bake(tmp_path)
+    assert result.returncode == 0, result.stderr
+    repo = tmp_path / "kaggle_solutions"
+    command = [sys.executable, "-S", "-m", "solver", "new-competition", "--name", "protein", "--task", "multilabel", "--quiet"]
+    made = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    assert "task: multilabel" in (repo / "protein/competition.yaml").read_text()
+    # The check can fail: a module that needs a third-party package does not import under -S.
+    assert subprocess.run([sys.executable, "-S", "-c", "import yaml"], capture_output=True).returncode != 0
