@@ -184,12 +184,12 @@ def pseudo_experiment(root, comp_name: str, exp_name: str, overrides=(), fresh: 
     run = pseudo_run(exp, labels)
     check_schedules(run.cfg, int((exp.folds != 0).sum()) + len(labels[0].rows), exp.comp.metric.greater_is_better)
     todo, restart = _folds_to_train(run, fresh)
-    if not todo and read_score(run.dir) is not None:
+    score = read_score(run.dir)
+    if not todo and score is not None:
         if stale_inputs(run.dir):  # the experiment's folds were retrained and labelled the same rows alike: the folds hold
             print(f"{comp_name}/{run.name}: the retrained folds of {exp.name} give the same pseudo-labels; joined again")
             with run.lock():
                 return aggregate(run)
-        score = read_score(run.dir)
         print(f"{comp_name}/{run.name} is complete (CV {score['metric']} {score['cv']:.4f}): nothing to train; FRESH=1 retrains it")
         return score
     _write_labels(run, labels)

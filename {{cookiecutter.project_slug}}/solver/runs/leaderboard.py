@@ -8,7 +8,7 @@ from solver.base.atomic import write_csv
 from solver.competition.contract import Competition
 from solver.competition.folds import folds_hash
 from solver.runs.plots import plot_leaderboard
-from solver.runs.source import read_config, read_score, stale_inputs
+from solver.runs.source import SCORE_FILE, read_config, read_score, stale_inputs
 
 COLUMNS = ["source", "kind", "model", "metric", "cv", "cv_std", "holdout", "folds", "cv_from", "stale", "time", "git_sha"]
 # kind: experiment, tta, knn, pseudo, ensemble, stack, full (a refit on every row: no CV of its own, cv_from names
@@ -17,7 +17,7 @@ COLUMNS = ["source", "kind", "model", "metric", "cv", "cv_std", "holdout", "fold
 
 def collect_scores(comp: Competition) -> pd.DataFrame:
     rows, current_folds = [], folds_hash(comp)
-    for path in sorted(comp.runs_dir.glob("**/score.json")):  # experiments, their TTA and kNN, ensembles, stacks
+    for path in sorted(comp.runs_dir.glob(f"**/{SCORE_FILE}")):  # experiments, their TTA and kNN, ensembles, stacks
         score = read_score(path.parent)
         folds = score.get("fold_scores") or []
         # stale: an input recomputed since, folds retrained since (TTA, kNN), or a CV on another folds file

@@ -118,10 +118,11 @@ def full_fit(root, comp_name: str, exp_name: str, overrides=(), fresh: bool = Fa
     comp, id_col = exp.comp, exp.comp.cfg.id_column
     cv_score = check_folds_trained(exp, exp_name)
     out, partial = exp.dir / "full", exp.dir / "full.partial"
-    if not fresh and read_score(out) is not None and not stale_inputs(out):
+    finished = read_score(out)
+    if not fresh and finished is not None and not stale_inputs(out):
         if config_difference(exp.resolved_config(), read_fold_config(out)) is None:
             print(f"{out} is complete (trained after the folds, with this config): nothing to train; FRESH=1 retrains it")
-            return read_score(out)
+            return finished
     n_epochs, best_epochs, use_ema = chosen_epochs(exp)
     device = resolve_device(exp.cfg.train.device)
     print(f"{comp_name}/{exp.name}/full: {len(exp.train_df)} training rows, {n_epochs} epochs (the median of the folds' best epochs {best_epochs})")
