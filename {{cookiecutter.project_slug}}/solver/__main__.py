@@ -21,6 +21,8 @@ VERBS = {
     "new-competition": "new_competition",
     "download": "download",
     "check-data": "check_data",
+    "experiment": "experiment",
+    "baseline": "baseline",
     "folds": "folds",
     "plan": "plan",
     "train": "train",

@@ -22,10 +22,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", required=True, help="the competition's folder, a lowercase identifier, e.g. protein_atlas")
     parser.add_argument("--task", choices=TASKS, default="multiclass")
     parser.add_argument("--kaggle-slug", help="the competition's name in its Kaggle URL (for make download / make submit KAGGLE=1)")
-    parser.add_argument("--from-scratch", action="store_true", help="exp001 trains without pretrained weights (default: fine-tunes ImageNet weights)")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--from-scratch", action="store_true", help="exp001 trains without pretrained weights (default: fine-tunes ImageNet weights)")
+    start.add_argument("--pretrained", action="store_true", help="exp001 fine-tunes ImageNet weights (the default)")
     parser.add_argument("--quiet", action="store_true", help="print nothing on success")
     args = parser.parse_args(argv)
     folder = new_competition(args.root, args.name, args.task, args.kaggle_slug, pretrained=not args.from_scratch)
+    sized = _size_to_data(args.root, args.name, False if args.from_scratch else True if args.pretrained else None)
     if not args.quiet:
         name = args.name
         print(
@@ -36,6 +39,25 @@ def main(argv: list[str] | None = None) -> None:
             + "\n"
             f"  2. make download COMP={name}     (or put the Kaggle files in data/{name}/ by hand)\n"
             f"  3. make check-data COMP={name}   every problem of the files against the contract, at once\n"
-            f"  4. make train COMP={name} EXP=exp001"
-            + ("" if args.from_scratch else "   (the first run fetches the pretrained weights into the Hugging Face cache; offline: README)")
+            + ("" if sized else f"  4. make experiment COMP={name}   exp001 sized to the data (image size, model, batch, epochs)\n")
+            + f"  {4 if sized else 5}. make train COMP={name} EXP=exp001, or make baseline COMP={name} MINUTES=30 (everything, within 30 minutes)"
         )
+
+
+def _size_to_data(root: Path, name: str, pretrained: bool | None) -> bool:
+    """With data/<name>/train.csv there already, exp001 is sized to it (make experiment) when the default contract reads it.
+    The imports are here: the template's hook runs this command with the standard library alone, before any data exists."""
+    if not (root / "data" / name / "train.csv").is_file():
+        return False
+    from solver.base.errors import SolverError
+    from solver.commands.experiment import write_sized_experiment
+    from solver.competition.contract import Competition
+
+    try:
+        write_sized_experiment(Competition.load(root, name), "exp001", pretrained, force=True)
+    except SolverError as err:
+        print(f"exp001 is the generic recipe: data/{name}/ does not fit the new contract yet ({err});")
+        print(f"complete {root / name / 'competition.yaml'}, then make experiment COMP={name}")
+        return False
+    print(f"exp001 is sized to data/{name}/: {(root / name / 'configs' / 'exp001.yaml').read_text().split(chr(10), 1)[0].removeprefix('# ')}")
+    return True

@@ -97,6 +97,26 @@ def _create_pretrained(name: str, kwargs: dict) -> torch.nn.Module:
     raise SolverError(f"model.pretrained: {why}. {ways_to_weights(name)}")
 
 
+def weights_available(name: str, timeout: float = 5.0) -> tuple[bool, str]:
+    """Can timm.create_model(name, pretrained=True) get its weights here? (yes/no, why): in the Hugging Face cache, or the
+    hub answers within timeout seconds (never asked under HF_HUB_OFFLINE=1). Never downloads the weights themselves."""
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+
+    cfg = get_pretrained_cfg(name)
+    hub_id = cfg.hf_hub_id or name
+    files = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]  # timm's order
+    if any(isinstance(try_to_load_from_cache(hub_id, file), str) for file in files):
+        return True, f"the weights of {name} are in the Hugging Face cache {constants.HF_HUB_CACHE}"
+    if constants.HF_HUB_OFFLINE:
+        return False, f"the weights of {name} are not in the Hugging Face cache {constants.HF_HUB_CACHE} and HF_HUB_OFFLINE is set"
+    try:
+        get_hf_file_metadata(hf_hub_url(hub_id, files[0]), timeout=timeout)
+    except Exception as err:  # any failure to reach the hub (DNS, proxy, timeout, HTTP error) means: not available now
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return False, f"the weights of {name} are not cached and {constants.ENDPOINT} did not answer ({reason[:120]})"
+    return True, f"{constants.ENDPOINT} has the weights of {name} (the first training fetches them into the cache)"
+
+
 def ways_to_weights(name: str) -> str:
     hub_id = get_pretrained_cfg(name).hf_hub_id or name
     return (
