@@ -77,7 +77,7 @@ class Clock:
 
     def say(self, what: str, finish: float | None = None) -> None:
         eta = f", estimated finish at {finish / 60:.1f}" if finish is not None else ""
-        tqdm.write(f"baseline: {what} ({self.spent / 60:.1f} of {self.budget / 60:.1f} minutes spent{eta})")
+        tqdm.write(f"baseline: {what} ({self.spent / 60:.1f} of {self.budget / 60:.1f} minutes spent, {self.left / 60:.1f} left{eta})")
 
 
 def choose_experiment(comp: Competition, exp_name: str | None) -> str:

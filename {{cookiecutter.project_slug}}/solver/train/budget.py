@@ -27,6 +27,7 @@ from solver.train.experiment import Experiment, build_model, eval_transform, fol
 from solver.train.loop import Trainer
 
 SMALL, LARGE = 2, 6  # probe batches: the difference of the two runs is the cost of a batch, the rest is fixed
+SLOW_BATCH = 2.0  # seconds: a batch slower than this is timed once
 
 
 @dataclass(frozen=True)
@@ -89,12 +90,15 @@ def probe(exp: Experiment, device: torch.device) -> Probe:
                 trainer.train_epoch(loader, ep, f"probe {ep.image_size} px")
                 return time.perf_counter() - began
 
-            train_seconds(1)  # the first batches at a new size allocate and tune kernels
-            small, large = train_seconds(SMALL), train_seconds(LARGE)
-            # the difference is one batch's cost; a noisy machine may shrink it, never below 80% of the plain mean
-            per_batch = max((large - small) / (LARGE - SMALL), 0.8 * large / LARGE)
+            slow = train_seconds(1) > SLOW_BATCH  # the first batches at a new size allocate and tune kernels
+            if slow:  # a big model on a small device: one more batch says enough, and the probe stays a small part of the budget
+                small, per_batch = 0.0, train_seconds(1)
+            else:
+                small, large = train_seconds(SMALL), train_seconds(LARGE)
+                # the difference is one batch's cost; a noisy machine may shrink it, never below 80% of the plain mean
+                per_batch = max((large - small) / (LARGE - SMALL), 0.8 * large / LARGE)
             valid_ds.transform = eval_transform(exp)(ep.image_size)
-            n_eval = min(len(valid_ds), 4 * 2 * batch)
+            n_eval = min(len(valid_ds), (1 if slow else 4) * 2 * batch)
             loader = shard_loader(Subset(valid_ds, range(n_eval)), 2 * batch, workers, device)
             began = time.perf_counter()
             trainer.evaluate(loader, y_valid[:n_eval])
@@ -103,7 +107,8 @@ def probe(exp: Experiment, device: torch.device) -> Probe:
             save_torch(trainer.state_dict(), Path(tmp) / "last.pt")  # last.pt every epoch, best.pt when it improves
             save_torch({"model": trainer.model.state_dict()}, Path(tmp) / "best.pt")
             checkpoints = time.perf_counter() - began
-            costs.append(StageCost(per_batch, max(0.0, small - SMALL * per_batch) + checkpoints, eval_image))
+            fixed = 0.0 if slow else max(0.0, small - SMALL * per_batch)
+            costs.append(StageCost(per_batch, fixed + checkpoints, eval_image))
     return Probe(
         stages=costs,
         fold_setup=setup,
