@@ -1,7 +1,7 @@
-"""The embedded digits demo, end to end on the CPU (about 3 minutes; --full: every stage, about 7).
+"""The embedded digits demo, end to end on the CPU (about 5 minutes on 2 cores; --full: every stage, about 10).
 
 make demo       prepare the digits competition, make folds, train exp001 on every fold, predict, write and
-                validate the submission, print the leaderboard with the CV and held-out scores (about 3 minutes)
+                validate the submission, print the leaderboard with the CV and held-out scores (about 5 minutes)
 make demo-full  the same, then a second, different model (exp002), TTA-8, kNN features, a Caruana ensemble,
                 a LightGBM stack and a prior-shift adaptation (adapt001), each a leaderboard row with its held-out
                 score; submits the best CV row
