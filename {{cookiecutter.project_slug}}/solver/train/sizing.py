@@ -121,6 +121,11 @@ def split_stages(epochs: int, pretrained: bool) -> list[int]:
     return [small, epochs - small - clean, clean]
 
 
+def _stage(epochs: int, rest: str) -> str:
+    """One stage as a YAML flow mapping (written by concatenation: the template's copy check refuses doubled braces)."""
+    return "    - {epochs: " + str(epochs) + ", " + rest + "}"
+
+
 def sized_experiment(profile: DataProfile, n_folds: int, comp_name: str, device: Device | None = None, pretrained: bool | None = None) -> str:
     """The experiment YAML text, each value with its reason."""
     device = device or Device.detect()
@@ -158,9 +163,9 @@ def sized_experiment(profile: DataProfile, n_folds: int, comp_name: str, device:
             "  weight_decay: 0.01",
             "  schedule: {name: cosine, warmup_epochs: 1}   # the new classifier starts random: a warmup spares the backbone its first gradients",
             f"  stages:   # {epochs.value} epochs: {epochs.why}",
-            f"    - {{epochs: {stages[0]}, aug_p: 0.8}}",
+            _stage(stages[0], "aug_p: 0.8"),
             "    # a clean fine-tune at a tenth of the LR: the network ends on images like the test's",
-            f"    - {{epochs: {stages[1]}, aug_p: 0.0, lr: 5.0e-5, schedule: {{name: cosine}}}}",
+            _stage(stages[1], "aug_p: 0.0, lr: 5.0e-5, schedule: {name: cosine}"),
         ]
     else:
         small = max(16, _round_up(size.value // 2, 16))
@@ -171,11 +176,11 @@ def sized_experiment(profile: DataProfile, n_folds: int, comp_name: str, device:
             "  schedule: {name: cosine, warmup_epochs: 2}   # one decay over stages 1-2, after a warmup for the unstable first steps",
             f"  stages:   # {epochs.value} epochs: {epochs.why}",
             f"    # 1. {small} px first: faster epochs while the network learns coarse shapes; augmentation ramps up",
-            f"    - {{epochs: {stages[0]}, image_size: {small}, aug_p: [0.3, 0.8]}}",
+            _stage(stages[0], f"image_size: {small}, aug_p: [0.3, 0.8]"),
             "    # 2. full size, strong augmentation and MixUp: the longest stage, where overfitting would start",
-            f"    - {{epochs: {stages[1]}, aug_p: 0.8, mixup_alpha: 0.2, continue_schedule: true}}",
+            _stage(stages[1], "aug_p: 0.8, mixup_alpha: 0.2, continue_schedule: true"),
             "    # 3. a clean fine-tune at a tenth of the LR: the network ends on images like the test's",
-            f"    - {{epochs: {stages[2]}, aug_p: 0.0, lr: 2.0e-4, schedule: {{name: cosine}}}}",
+            _stage(stages[2], "aug_p: 0.0, lr: 2.0e-4, schedule: {name: cosine}"),
         ]
     lines.append("  early_stopping_patience: null   # a cosine schedule is meant to run to its end")
     if profile.imbalance > 10:
