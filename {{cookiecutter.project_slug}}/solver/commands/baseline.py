@@ -33,7 +33,7 @@ from solver.commands.experiment import write_sized_experiment
 from solver.competition.check_data import check_before_training
 from solver.competition.contract import Competition
 from solver.competition.folds import load_folds
-from solver.competition.scaffold import experiment_yaml
+from solver.competition.scaffold import is_generic_experiment
 from solver.level2.knn_stage import knn_stage
 from solver.level2.stages import stack_stage
 from solver.nn.runtime import resolve_device
@@ -85,20 +85,20 @@ def choose_experiment(comp: Competition, exp_name: str | None) -> str:
         comp.experiment_path(exp_name)  # an unknown name is one line listing the experiments
         return exp_name
     first = comp.folder / "configs" / "exp001.yaml"
-    if first.is_file() and first.read_text() not in {experiment_yaml(comp.name, p) for p in (True, False)}:
+    if first.is_file() and not is_generic_experiment(comp.name, first.read_text()):
         return "exp001"
     name = write_sized_experiment(comp, "exp001", force=True)
     print(f"wrote {comp.folder / 'configs' / f'{name}.yaml'} sized to the data (make experiment)")
     return name
 
 
-def plan_training(comp: Competition, exp_name: str, run: str, minutes: float, clock: Clock, fresh: bool) -> tuple[list[str], Probe | None, dict]:
-    """The overrides that fit the recipe into the budget, from the run's kept plan or a new probe."""
+def plan_training(comp: Competition, exp_name: str, run: str, minutes: float, clock: Clock, fresh: bool) -> dict:
+    """The plan (its overrides fit the recipe into the budget): the run's kept plan, or a new one from a probe."""
     plan_path = comp.runs_dir / run / "budget.json"
     if plan_path.is_file() and not fresh:
         plan = json.loads(plan_path.read_text())
         print(f"baseline: resuming the plan in {plan_path} (epochs per stage {plan['epochs']}); FRESH=1 plans anew")
-        return plan["overrides"], None, plan
+        return plan
     exp = load_experiment(comp.root, comp.name, exp_name, run_name=run, training=True)
     measured = probe(exp, resolve_device(exp.cfg.train.device))
     recipe = recipe_epochs(exp)
@@ -118,13 +118,12 @@ def plan_training(comp: Competition, exp_name: str, run: str, minutes: float, cl
             f"needs about {needed:.1f} minutes on this machine (probe: {measured.epoch_seconds(0):.1f} s an epoch); "
             f"give MINUTES={max(1, round(needed + 0.5))} or more, or a smaller data.image_size / model in {comp.experiment_path(exp_name)}"
         )
-    overrides = compressed_overrides(exp, epochs)
     plan = {
         "minutes": minutes,
         "experiment": exp_name,
         "recipe_epochs": recipe,
         "epochs": epochs,
-        "overrides": overrides,
+        "overrides": compressed_overrides(exp, epochs),
         "probe": measured.to_json(),
         "planned_fold_seconds": measured.fold_seconds(epochs),
         "planned_level2_seconds": level2,
@@ -139,7 +138,7 @@ def plan_training(comp: Competition, exp_name: str, run: str, minutes: float, cl
         f"about {plan['planned_fold_seconds'] / 60:.1f} minutes each",
         finish,
     )
-    return overrides, measured, plan
+    return plan
 
 
 def post_stage_seconds(exp, measured: Probe) -> dict[str, float]:
@@ -153,7 +152,7 @@ def post_stage_seconds(exp, measured: Probe) -> dict[str, float]:
     }
 
 
-def train_within(comp: Competition, exp_name: str, run: str, overrides: list[str], plan: dict, clock: Clock, fresh: bool) -> None:
+def train_within(comp: Competition, exp_name: str, run: str, plan: dict, clock: Clock, fresh: bool) -> None:
     """Train every fold; after each, a progress line with the finish estimated from the folds' actual pace."""
     n_folds, planned = comp.cfg.n_folds, plan["planned_fold_seconds"]
     total_epochs, started, finished = sum(plan["epochs"]), clock.spent, set()
@@ -167,14 +166,14 @@ def train_within(comp: Competition, exp_name: str, run: str, overrides: list[str
             clock.say(f"fold {fold} trained in {pace / 60:.1f} minutes on average (planned {planned / 60:.1f})", finish)
 
     with epoch_callback(after_epoch):
-        score = train_experiment(comp.root, comp.name, exp_name, overrides=overrides, fresh=fresh, run_name=run)
+        score = train_experiment(comp.root, comp.name, exp_name, overrides=plan["overrides"], fresh=fresh, run_name=run)
     if score is None:
         raise SolverError(f"{run}: the folds did not join; see the lines above")
 
 
-def level2_within(comp: Competition, exp_name: str, run: str, overrides: list[str], plan: dict, clock: Clock) -> list[str]:
+def level2_within(comp: Competition, exp_name: str, run: str, plan: dict, clock: Clock) -> list[str]:
     """TTA, kNN and the stack, each only when its estimate fits the time left; the sources this run wrote."""
-    sources, post = [run], plan["post_estimates"]
+    sources, post, overrides = [run], plan["post_estimates"], plan["overrides"]
     knn_and_stack = post["knn"] + post["stack"]
     if post["tta"] + knn_and_stack + SUBMIT_SECONDS < clock.left:
         clock.say(f"TTA=auto, about {post['tta'] / 60:.1f} minutes")
@@ -218,9 +217,9 @@ def main(argv: list[str] | None = None) -> None:
     load_folds(comp)
     exp_name = choose_experiment(comp, args.exp)
     run = f"{exp_name}_{minutes:g}min"
-    overrides, _, plan = plan_training(comp, exp_name, run, minutes, clock, args.fresh)
-    train_within(comp, exp_name, run, overrides, plan, clock, args.fresh)
-    sources = level2_within(comp, exp_name, run, overrides, plan, clock)
+    plan = plan_training(comp, exp_name, run, minutes, clock, args.fresh)
+    train_within(comp, exp_name, run, plan, clock, args.fresh)
+    sources = level2_within(comp, exp_name, run, plan, clock)
     board, text = write_leaderboard(comp)
     ours = board[board["source"].isin(sources) & ~board["stale"].astype(bool)].copy()
     # the best CV, never the held-out answers; a tie goes to the simpler source (the folds before TTA, kNN, the stack)

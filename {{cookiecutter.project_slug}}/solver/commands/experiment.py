@@ -11,7 +11,7 @@ from solver.base.cli import make_parser
 from solver.base.errors import SolverError
 from solver.competition.contract import Competition
 from solver.competition.profile import profile_data
-from solver.competition.scaffold import experiment_yaml
+from solver.competition.scaffold import is_generic_experiment
 from solver.train.sizing import next_free_name, sized_experiment
 
 
@@ -19,17 +19,21 @@ def write_sized_experiment(comp: Competition, name: str | None = None, pretraine
     """Profile the data, write <comp>/configs/<name>.yaml, return the name. No name: exp001 when it is absent or still the
     scaffold's generic file, else the next free expNNN. A name that exists is refused unless force."""
     configs = comp.folder / "configs"
-    generic = {experiment_yaml(comp.name, pretrained) for pretrained in (True, False)}  # never edited: replaced
     if name is None:
         first = configs / "exp001.yaml"
-        name = "exp001" if not first.exists() or first.read_text() in generic else next_free_name(configs)
-    elif (configs / f"{name}.yaml").exists() and not force and (configs / f"{name}.yaml").read_text() not in generic:
+        name = "exp001" if not first.exists() or is_generic_experiment(comp.name, first.read_text()) else next_free_name(configs)
+    elif (configs / f"{name}.yaml").exists() and not force and not is_generic_experiment(comp.name, (configs / f"{name}.yaml").read_text()):
         raise SolverError(f"{configs / f'{name}.yaml'} exists; nothing was written. Give another name (EXP=..) or FORCE=1 to replace it")
     profile = profile_data(comp)
     text = sized_experiment(profile, comp.cfg.n_folds, comp.name, pretrained=pretrained)
     configs.mkdir(parents=True, exist_ok=True)
     (configs / f"{name}.yaml").write_text(text)
     return name
+
+
+def headline(comp: Competition, name: str) -> str:
+    """The first comment line of a sized experiment: what the data looks like and the device it was sized for."""
+    return (comp.folder / "configs" / f"{name}.yaml").read_text().split("\n", 1)[0].removeprefix("# ")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,5 +47,5 @@ def main(argv: list[str] | None = None) -> None:
     comp = Competition.load(args.root, args.comp)
     name = write_sized_experiment(comp, args.name, args.pretrained, args.force)
     path = comp.folder / "configs" / f"{name}.yaml"
-    print(path.read_text().split("\n", 1)[0].removeprefix("# "))
+    print(headline(comp, name))
     print(f"wrote {path}: make train COMP={comp.name} EXP={name}  (or make baseline COMP={comp.name} MINUTES=30)")

@@ -50,14 +50,15 @@ def _size_to_data(root: Path, name: str, pretrained: bool | None) -> bool:
     if not (root / "data" / name / "train.csv").is_file():
         return False
     from solver.base.errors import SolverError
-    from solver.commands.experiment import write_sized_experiment
+    from solver.commands.experiment import headline, write_sized_experiment
     from solver.competition.contract import Competition
 
     try:
-        write_sized_experiment(Competition.load(root, name), "exp001", pretrained, force=True)
+        comp = Competition.load(root, name)
+        write_sized_experiment(comp, "exp001", pretrained, force=True)
     except SolverError as err:
         print(f"exp001 is the generic recipe: data/{name}/ does not fit the new contract yet ({err});")
         print(f"complete {root / name / 'competition.yaml'}, then make experiment COMP={name}")
         return False
-    print(f"exp001 is sized to data/{name}/: {(root / name / 'configs' / 'exp001.yaml').read_text().split(chr(10), 1)[0].removeprefix('# ')}")
+    print(f"exp001 is sized to data/{name}/: {headline(comp, 'exp001')}")
     return True

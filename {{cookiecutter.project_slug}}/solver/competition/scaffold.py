@@ -142,6 +142,11 @@ def experiment_yaml(name: str, pretrained: bool = True) -> str:
     return (PRETRAINED if pretrained else FROM_SCRATCH).substitute(name=name)
 
 
+def is_generic_experiment(name: str, text: str) -> bool:
+    """The text is exp001 as the scaffold writes it (either start), never edited: make experiment may replace it."""
+    return text in {experiment_yaml(name, pretrained) for pretrained in (True, False)}
+
+
 def check_name(root: Path, name: str) -> None:
     """A competition name is a lowercase Python identifier, not one of the repository's folders, not taken."""
     if not name:
