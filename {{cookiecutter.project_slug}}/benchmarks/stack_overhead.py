@@ -14,7 +14,13 @@ Every run gets the same params and num_threads. The matrix is shaped like a real
 noisy first-level models. The optimism of a choice is measured on shuffled labels, where no honest OOF can beat
 chance (accuracy 1/C, log loss log C): a lower OOF log loss there is the leak of choosing on the fold's labels.
 
+With --root/--comp/--sources the matrix is a real one instead: the OOF and test log-probabilities of finished sources
+of a multiclass competition, on its folds, as `make lgbm` builds it. Where the competition has held-out answers
+(holdout_answers), each run's test predictions are scored on them too: OOF minus held-out is how optimistic a run's
+own OOF score is on real data (a run that leaks shows a larger gap than the fold-safe ones).
+
   python benchmarks/stack_overhead.py [--rows 5000] [--classes 10] [--models 4] [--folds 5] [--threads 1]
+  python benchmarks/stack_overhead.py --root . --comp usps --sources a_resnet10t,b_regnetx [--threads 1]
 """
 
 import argparse
@@ -29,8 +35,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import log_loss  # noqa: E402
 
+from solver.competition.contract import Competition  # noqa: E402
 from solver.config.level2 import LgbmSpec  # noqa: E402
 from solver.level2.stack import lgbm_params, stack_lgbm  # noqa: E402
+from solver.level2.stages import to_logits, training_frame  # noqa: E402
+from solver.runs.source import check_sources, load_source  # noqa: E402
 
 
 def make_matrix(rows: int, test_rows: int, classes: int, models: int, folds: int, seed: int):
@@ -46,6 +55,27 @@ def make_matrix(rows: int, test_rows: int, classes: int, models: int, folds: int
     frame = pd.DataFrame(blocks)
     fold = rng.permutation(np.arange(rows) % folds)
     return frame.iloc[:rows].reset_index(drop=True), y_all[:rows], fold, frame.iloc[rows:].reset_index(drop=True)
+
+
+def real_matrix(root: Path, comp_name: str, names: list[str]):
+    """(X, y, folds, X_test, blend_groups, metric, holdout): the stack's input on finished sources of a multiclass competition,
+    as stack_stage builds it (log-probabilities per source, the metric that ranks the inner-CV candidates); holdout
+    scores test probabilities on the answers, or is None."""
+    comp = Competition.load(root, comp_name)
+    if comp.cfg.task != "multiclass":
+        raise SystemExit(f"{comp_name}: --sources needs a multiclass competition (this benchmark scores log loss over classes)")
+    y, folds, train_ids, test_ids = training_frame(comp)
+    sources = [load_source(comp, name, train_ids, test_ids) for name in names]
+    check_sources(comp, sources)
+    groups = [[f"{s.name}:{c}" for c in comp.classes] for s in sources]
+    X = pd.concat([pd.DataFrame(to_logits(s.oof, "multiclass"), columns=g) for s, g in zip(sources, groups)], axis=1)
+    X_test = pd.concat([pd.DataFrame(to_logits(s.test, "multiclass"), columns=g) for s, g in zip(sources, groups)], axis=1)
+    answers = comp.read_holdout(pd.DataFrame({comp.cfg.id_column: test_ids}))
+    holdout = None
+    if answers is not None:
+        labels = range(comp.num_classes)
+        holdout = lambda probs: (log_loss(answers, probs, labels=labels), float((probs.argmax(1) == answers).mean()))  # noqa: E731
+    return X, y, np.asarray(folds), X_test, groups, comp.metric, holdout
 
 
 def peer(X: pd.DataFrame, y: np.ndarray, folds: np.ndarray, X_test: pd.DataFrame, params: dict, settings: LgbmSpec):
@@ -77,8 +107,16 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=LgbmSpec().num_threads)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--root", type=Path, default=Path("."), help="with --comp and --sources: the repository root")
+    parser.add_argument("--comp", help="a multiclass competition whose sources are finished (real data instead of the synthetic matrix)")
+    parser.add_argument("--sources", help="comma-separated source names under runs/<comp>/, e.g. a_resnet10t,b_regnetx")
     args = parser.parse_args()
-    X, y, folds, X_test = make_matrix(args.rows, args.test_rows, args.classes, args.models, args.folds, args.seed)
+    groups, metric, holdout = [], None, None
+    if args.comp:
+        X, y, folds, X_test, groups, metric, holdout = real_matrix(args.root, args.comp, (args.sources or "").split(","))
+        args.rows, args.test_rows, args.classes, args.models, args.folds = len(X), len(X_test), len(groups[0]), len(groups), int(folds.max()) + 1
+    else:
+        X, y, folds, X_test = make_matrix(args.rows, args.test_rows, args.classes, args.models, args.folds, args.seed)
     shuffled = np.random.default_rng(args.seed + 1).permutation(y)
     settings = LgbmSpec(num_threads=args.threads)
     params = lgbm_params(settings, "multiclass", args.classes, int((folds != 0).sum()))
@@ -92,33 +130,40 @@ def main() -> None:
     runs = {
         "peer: lightgbm.cv(folds=competition folds, return_cvbooster=True)": lambda labels: peer(X, labels, folds, X_test, params, settings)[:2],
         "stack_lgbm (model: lgbm, inner boosters averaged)": lambda labels: stack(
-            X, labels, folds, X_test, args.classes, settings.model_copy(update={"model": "lgbm"})
+            X, labels, folds, X_test, args.classes, settings.model_copy(update={"model": "lgbm"}), groups, metric
         ),
-        "stack auto (make lgbm: logistic or LightGBM by inner CV)": lambda labels: stack(X, labels, folds, X_test, args.classes, settings),
+        "stack auto (make lgbm: logistic or LightGBM by inner CV)": lambda labels: stack(
+            X, labels, folds, X_test, args.classes, settings, groups, metric
+        ),
         "stack_lgbm + refit (the earlier make lgbm)": lambda labels: stack(
-            X, labels, folds, X_test, args.classes, settings.model_copy(update={"model": "lgbm", "refit": True})
+            X, labels, folds, X_test, args.classes, settings.model_copy(update={"model": "lgbm", "refit": True}), groups, metric
         ),
     }
     rows, peer_s = [], None
     for name, fn in runs.items():
         start = time.perf_counter()
-        oof, _ = fn(y)
+        oof, test = fn(y)
         seconds = time.perf_counter() - start
         peer_s = peer_s or seconds
         oof_shuffled, _ = fn(shuffled)
-        rows.append(
-            f"| {name} | {seconds:.2f} | {seconds / peer_s:.2f}x | {log_loss(y, oof, labels=range(args.classes)):.4f} | "
-            f"{(oof.argmax(1) == y).mean():.4f} | {log_loss(shuffled, oof_shuffled, labels=range(args.classes)):.4f} | "
-            f"{(oof_shuffled.argmax(1) == shuffled).mean():.4f} |"
-        )
+        oof_loss, oof_accuracy = log_loss(y, oof, labels=range(args.classes)), (oof.argmax(1) == y).mean()
+        cells = [f"{seconds:.2f}", f"{seconds / peer_s:.2f}x", f"{oof_loss:.4f}", f"{oof_accuracy:.4f}"]
+        cells += [f"{log_loss(shuffled, oof_shuffled, labels=range(args.classes)):.4f}", f"{(oof_shuffled.argmax(1) == shuffled).mean():.4f}"]
+        if holdout:
+            held_loss, held_accuracy = holdout(test)
+            cells += [f"{held_loss:.4f}", f"{held_accuracy:.4f}", f"{held_loss - oof_loss:+.4f}", f"{oof_accuracy - held_accuracy:+.4f}"]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
         print(f"{name}: {seconds:.2f} s", flush=True)
-    print("\n| run | seconds | x peer | OOF log loss | OOF accuracy | shuffled labels: OOF log loss | shuffled: accuracy |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    header = ["seconds", "x peer", "OOF log loss", "OOF accuracy", "shuffled labels: OOF log loss", "shuffled: accuracy"]
+    if holdout:
+        header += ["held-out log loss", "held-out accuracy", "held-out - OOF log loss", "OOF - held-out accuracy"]
+    print("\n| run | " + " | ".join(header) + " |")
+    print("|---|" + "---:|" * len(header))
     print("\n".join(rows))
 
 
-def stack(X, y, folds, X_test, classes: int, settings: LgbmSpec):
-    oof, test, _ = stack_lgbm(X, y, folds, X_test, "multiclass", classes, settings, progress=False)
+def stack(X, y, folds, X_test, classes: int, settings: LgbmSpec, blend_groups=(), metric=None):
+    oof, test, _ = stack_lgbm(X, y, folds, X_test, "multiclass", classes, settings, progress=False, blend_groups=blend_groups, metric=metric)
     return oof, test
 
 

@@ -38,7 +38,7 @@ from solver.competition.metrics import get_metric
 from solver.config.adapt import AdaptConfig
 from solver.config.loader import read_yaml, validate
 from solver.level2.stages import training_frame
-from solver.runs.source import check_sources, load_source, write_source
+from solver.runs.source import BEST_CHECKPOINT, TEST_FILE, check_sources, load_source, write_source
 
 SUM_TOLERANCE = 1e-6
 
@@ -258,7 +258,7 @@ def _head_tuning(comp: Competition, cfg: AdaptConfig, path: Path, source, y: np.
     from solver.predict.embeddings import embeddings
     from solver.train.experiment import load_experiment
 
-    if not (comp.runs_dir / cfg.source / "fold0" / "best.pt").is_file():
+    if not (comp.runs_dir / cfg.source / "fold0" / BEST_CHECKPOINT).is_file():
         raise SolverError(f"{path}: key 'source': head_tuning needs an experiment with fold checkpoints; '{cfg.source}' has none")
     exp = load_experiment(comp.root, comp.name, cfg.source, load_pixels=False)
     train_emb, test_emb = embeddings(exp)
@@ -269,7 +269,7 @@ def _head_tuning(comp: Competition, cfg: AdaptConfig, path: Path, source, y: np.
         test_rows, test_labels = np.array([], dtype=int), np.zeros((0, *y.shape[1:]), dtype=y.dtype)
         if cfg.confidence is not None:
             # Pseudo-labels from fold k's own model: it never saw fold k's labels, so fold k's OOF stays honest.
-            fold_test = read_csv(exp.fold_dir(k) / "test.csv", f"fold {k} test predictions").set_index(id_col).loc[test_ids, comp.classes]
+            fold_test = read_csv(exp.fold_dir(k) / TEST_FILE, f"fold {k} test predictions").set_index(id_col).loc[test_ids, comp.classes]
             test_rows, test_labels = pseudo_labels(fold_test.to_numpy(dtype=float), comp.cfg.task, cfg.confidence)
             keep = ~np.isin(test_rows, subset_test)  # a row the user labelled keeps the user's label
             test_rows, test_labels = test_rows[keep], test_labels[keep]

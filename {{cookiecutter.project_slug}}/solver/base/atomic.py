@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 import yaml
 
 from solver.base.errors import SolverError
@@ -79,6 +78,8 @@ def write_yaml(obj: Any, path: Path) -> Path:
 
 
 def save_torch(obj: Any, path: Path) -> Path:
+    import torch  # here, not at the top: every verb writes files through this module, and most never touch torch
+
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 # torch re-raises an exception of a DataLoader worker in the main process as the same type, its message replaced by
@@ -41,3 +42,12 @@ def make_parser(doc: str, verb: str, exp: bool = True, folds: bool = False, over
     if overrides:
         parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=1e-3 model.name=resnet34")
     return parser
+
+
+def run_declared_stage(doc: str, verb: str, folder: str, stage: Callable[[Path, str, str], object], argv: list[str] | None) -> None:
+    """The command of a level-2 stage that a YAML file declares (ensemble, stack, adapt): --comp and --name, where the
+    name is <comp>/<folder>/<name>.yaml; the stage reads the file and writes runs/<comp>/<name>/."""
+    parser = make_parser(doc, verb, exp=False)
+    parser.add_argument("--name", required=True, help=f"<comp>/{folder}/<name>.yaml")
+    args = parser.parse_args(argv)
+    stage(args.root, args.comp, args.name)

@@ -8,11 +8,8 @@ python -m solver adapt --comp digits --name adapt001
 """
 
 from solver.adapt.stage import adapt_stage
-from solver.base.cli import make_parser
+from solver.base.cli import run_declared_stage
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = make_parser(__doc__, "adapt", exp=False)
-    parser.add_argument("--name", required=True, help="<comp>/adapt/<name>.yaml")
-    args = parser.parse_args(argv)
-    adapt_stage(args.root, args.comp, args.name)
+    run_declared_stage(__doc__, "adapt", "adapt", adapt_stage, argv)

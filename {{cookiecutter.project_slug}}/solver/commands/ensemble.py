@@ -6,12 +6,9 @@ and a leaderboard row.
 python -m solver ensemble --comp digits --name ens001
 """
 
-from solver.base.cli import make_parser
+from solver.base.cli import run_declared_stage
 from solver.level2.stages import ensemble_stage
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = make_parser(__doc__, "ensemble", exp=False)
-    parser.add_argument("--name", required=True, help="<comp>/ensembles/<name>.yaml")
-    args = parser.parse_args(argv)
-    ensemble_stage(args.root, args.comp, args.name)
+    run_declared_stage(__doc__, "ensemble", "ensembles", ensemble_stage, argv)

@@ -7,12 +7,9 @@ and a leaderboard row.
 python -m solver stack --comp digits --name stack001
 """
 
-from solver.base.cli import make_parser
+from solver.base.cli import run_declared_stage
 from solver.level2.stages import stack_stage
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = make_parser(__doc__, "stack", exp=False)
-    parser.add_argument("--name", required=True, help="<comp>/stacks/<name>.yaml")
-    args = parser.parse_args(argv)
-    stack_stage(args.root, args.comp, args.name)
+    run_declared_stage(__doc__, "stack", "stacks", stack_stage, argv)

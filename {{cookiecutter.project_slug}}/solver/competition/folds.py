@@ -11,8 +11,6 @@ import hashlib
 
 import numpy as np
 import pandas as pd
-from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
-from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, StratifiedKFold
 
 from solver.base.atomic import check_writable, write_csv
 from solver.base.errors import SolverError
@@ -21,6 +19,10 @@ from solver.competition.contract import Competition, read_csv
 
 def split_folds(y: np.ndarray, n_folds: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
     """Fold index per row: stratified (multiclass), multilabel-stratified, grouped when groups are given."""
+    # Imported here: folds are made once per competition, and sklearn takes about 1.5 s to import in every verb that reads them.
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, StratifiedKFold
+
     multilabel = y.ndim == 2
     index = np.zeros(len(y))
     if groups is not None and multilabel:

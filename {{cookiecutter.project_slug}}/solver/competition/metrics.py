@@ -19,12 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn import metrics as skm
 
 from solver.base.custom import load_function
 from solver.base.errors import SolverError, did_you_mean
 
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
+
+
+def _sklearn_metrics():
+    """sklearn.metrics, imported when a score is computed: importing sklearn takes about 1.5 s, and the verbs that
+    only read a contract (submit, leaderboard, check-data, new-competition) never score."""
+    from sklearn import metrics
+
+    return metrics
 
 
 @dataclass(frozen=True)
@@ -51,12 +58,12 @@ def _hard(y_prob: np.ndarray, task: str, threshold: float = DEFAULT_THRESHOLD) -
 
 
 def _macro_f1(y_true, y_hard, labels) -> float:
-    score = skm.f1_score(y_true, y_hard, labels=labels, average="macro", zero_division=np.nan)
+    score = _sklearn_metrics().f1_score(y_true, y_hard, labels=labels, average="macro", zero_division=np.nan)
     return 1.0 if np.isnan(score) else float(score)  # no label anywhere and none predicted: nothing was wrong
 
 
 def _multiclass_log_loss(y_true, y_prob):
-    return skm.log_loss(y_true, np.clip(y_prob, 1e-15, 1), labels=np.arange(y_prob.shape[1]))
+    return _sklearn_metrics().log_loss(y_true, np.clip(y_prob, 1e-15, 1), labels=np.arange(y_prob.shape[1]))
 
 
 def _multilabel_log_loss(y_true, y_prob):
@@ -66,7 +73,7 @@ def _multilabel_log_loss(y_true, y_prob):
 
 def _macro_auc(y_true, y_prob):
     # Labels without both classes in y_true have no AUC; average over the others (as Kaggle does).
-    scores = [skm.roc_auc_score(y_true[:, j], y_prob[:, j]) for j in range(y_true.shape[1]) if 0 < y_true[:, j].sum() < len(y_true)]
+    scores = [_sklearn_metrics().roc_auc_score(y_true[:, j], y_prob[:, j]) for j in range(y_true.shape[1]) if 0 < y_true[:, j].sum() < len(y_true)]
     return float(np.mean(scores)) if scores else float("nan")
 
 
@@ -83,13 +90,13 @@ def _build_registry(threshold: float = DEFAULT_THRESHOLD) -> dict[str, dict[str,
         return lambda t, p: _macro_f1(t, hard(p, task), np.arange(p.shape[1]) if task == "multiclass" else None)
 
     def micro_f1(task):
-        return lambda t, p: skm.f1_score(t, hard(p, task), average="micro", zero_division=0)
+        return lambda t, p: _sklearn_metrics().f1_score(t, hard(p, task), average="micro", zero_division=0)
 
     def accuracy(task):
-        return lambda t, p: skm.accuracy_score(t, hard(p, task))
+        return lambda t, p: _sklearn_metrics().accuracy_score(t, hard(p, task))
 
     def kappa(task):
-        return lambda t, p: skm.cohen_kappa_score(t, hard(p, task), weights="quadratic", labels=np.arange(p.shape[1]))
+        return lambda t, p: _sklearn_metrics().cohen_kappa_score(t, hard(p, task), weights="quadratic", labels=np.arange(p.shape[1]))
 
     # name -> (greater_is_better, {task: factory})
     table = {
@@ -98,7 +105,7 @@ def _build_registry(threshold: float = DEFAULT_THRESHOLD) -> dict[str, dict[str,
         "micro_f1": (True, {"multiclass": micro_f1, "multilabel": micro_f1}),
         "log_loss": (False, {"multiclass": lambda _: _multiclass_log_loss, "multilabel": lambda _: _multilabel_log_loss}),
         "roc_auc": (True, {"multiclass": lambda _: _multiclass_auc, "multilabel": lambda _: _macro_auc}),
-        "average_precision": (True, {"multilabel": lambda _: lambda t, p: skm.average_precision_score(t, p, average="macro")}),
+        "average_precision": (True, {"multilabel": lambda _: lambda t, p: _sklearn_metrics().average_precision_score(t, p, average="macro")}),
         "quadratic_kappa": (True, {"multiclass": kappa}),
     }
     registry: dict[str, dict[str, Metric]] = {}

@@ -30,7 +30,7 @@ from solver.nn.curriculum import check_schedules
 from solver.nn.data import ImageDataset
 from solver.nn.runtime import resolve_device
 from solver.runs.compatibility import config_difference, read_fold_config
-from solver.runs.source import files_hash, read_score, stale_inputs
+from solver.runs.source import CONFIG_FILE, TEST_FILE, files_hash, read_score, stale_inputs
 from solver.train.experiment import Experiment, load_experiment
 from solver.train.fold_folders import finished_folds, fold_complete
 from solver.train.predictions import aggregate
@@ -106,7 +106,7 @@ def check_settings(exp: Experiment, source) -> None:
 def fold_pseudo_labels(exp: Experiment, k: int) -> FoldPseudoLabels:
     """Fold k's pseudo-labels, from fold k's own test predictions (fold<k>/test.csv, never the fold average)."""
     comp, spec, id_col = exp.comp, exp.cfg.pseudo, exp.comp.cfg.id_column
-    path = exp.fold_dir(k) / "test.csv"
+    path = exp.fold_dir(k) / TEST_FILE
     probs = read_csv(path, f"fold {k} test predictions").set_index(id_col).loc[exp.test_df[id_col], comp.classes].to_numpy(dtype=float)
     rows = select_rows(probs, comp.cfg.task, spec.threshold, spec.top_fraction)
     sure = confidence(probs, comp.cfg.task)
@@ -139,7 +139,7 @@ def pseudo_run(exp: Experiment, labels: dict[int, FoldPseudoLabels]) -> Experime
     if cfg.pseudo.epochs is not None:
         cfg.train.epochs = cfg.pseudo.epochs
     settings = cfg.pseudo.model_dump(mode="json")
-    settings["from"] = files_hash([exp.fold_dir(k) / "test.csv" for k in range(exp.n_folds)])  # the fold models that labelled
+    settings["from"] = files_hash([exp.fold_dir(k) / TEST_FILE for k in range(exp.n_folds)])  # the fold models that labelled
     run = dataclasses.replace(exp, name=f"{exp.name}/pseudo", cfg=cfg, kind="pseudo", extra_config={"pseudo_labels": settings})
     run.extend_training = with_pseudo_rows(run, labels)
     return run
@@ -151,7 +151,7 @@ def _folds_to_train(run: Experiment, fresh: bool) -> tuple[list[int], list[int]]
     current = run.resolved_config()
     todo, restart = [], []
     for k in range(run.n_folds):
-        if not (run.fold_dir(k) / "config.yaml").is_file():
+        if not (run.fold_dir(k) / CONFIG_FILE).is_file():
             todo.append(k)
             continue
         recorded = read_fold_config(run.fold_dir(k))

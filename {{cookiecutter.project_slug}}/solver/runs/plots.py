@@ -5,18 +5,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # files only, no screen
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from solver.base.atomic import atomic_write
 
-from solver.base.atomic import atomic_write  # noqa: E402
+
+def _pyplot():
+    """matplotlib.pyplot on the file-only backend, imported when a picture is drawn (about 0.7 s, which the verbs
+    that draw nothing should not pay)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no screen
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _save(fig, path: Path) -> Path:
+    plt = _pyplot()
+
     def write(tmp: Path) -> None:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
 
@@ -26,6 +34,7 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_plan(plan: pd.DataFrame, path: Path, title: str) -> Path:
+    plt = _pyplot()
     fig, axes = plt.subplots(4, 1, figsize=(9, 8), sharex=True)
     x = plan["step"]
     axes[0].plot(x, plan["lr"], color="tab:blue")
@@ -48,6 +57,7 @@ def plot_plan(plan: pd.DataFrame, path: Path, title: str) -> Path:
 
 
 def plot_learning_curves(metrics: pd.DataFrame, metric_name: str, path: Path, title: str) -> Path:
+    plt = _pyplot()
     fig, axes = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
     x = metrics["epoch"]
     axes[0].plot(x, metrics["train_loss"], marker=".", label="train")
@@ -73,6 +83,7 @@ MAX_LABELED_CLASSES = 40  # beyond this a confusion matrix's tick labels are unr
 
 def plot_confusion_matrix(y: np.ndarray, probs: np.ndarray, classes: list[str], path: Path, title: str) -> Path:
     """OOF confusion matrix of a multiclass run, rows normalized (each true class sums to 1), counts in the title."""
+    plt = _pyplot()
     n = len(classes)
     pred = probs.argmax(1)
     counts = np.zeros((n, n), dtype=np.int64)
@@ -109,6 +120,7 @@ def per_label_f1(y: np.ndarray, probs: np.ndarray, threshold: float) -> np.ndarr
 
 def plot_per_label_f1(y: np.ndarray, probs: np.ndarray, classes: list[str], threshold: float, path: Path, title: str) -> Path:
     """Horizontal bars of each label's OOF F1, worst first, with each label's count of positives."""
+    plt = _pyplot()
     f1 = per_label_f1(y, probs, threshold)
     support = (y > 0.5).sum(0)
     order = np.argsort(f1, kind="stable")
@@ -127,6 +139,7 @@ def plot_per_label_f1(y: np.ndarray, probs: np.ndarray, classes: list[str], thre
 
 def plot_fold_curves(fold_metrics: dict[int, pd.DataFrame], metric_name: str, path: Path, title: str) -> Path:
     """Every fold's validation loss and metric per epoch in one picture: unstable folds stand out."""
+    plt = _pyplot()
     fig, axes = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
     for k, metrics in sorted(fold_metrics.items()):
         line = axes[0].plot(metrics["epoch"], metrics["valid_loss"], marker=".", label=f"fold {k}")[0]
@@ -137,7 +150,7 @@ def plot_fold_curves(fold_metrics: dict[int, pd.DataFrame], metric_name: str, pa
     axes[0].legend(fontsize=8)
     axes[1].set_ylabel(f"valid {metric_name}")
     axes[1].set_xlabel("epoch")
-    axes[1].xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[1].xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     axes[0].set_title(title)
     return _save(fig, path)
 
@@ -169,6 +182,7 @@ def write_run_plots(
 def plot_leaderboard(board: pd.DataFrame, path: Path, title: str, greater_is_better: bool) -> Path:
     """Horizontal bars of CV (best on top) with the folds' standard deviation as error bars, the held-out score
     as a red marker where known, stale sources greyed."""
+    plt = _pyplot()
     board = board.dropna(subset=["cv"]).reset_index(drop=True)
     n = len(board)
     fig, ax = plt.subplots(figsize=(9, 1.2 + 0.4 * max(n, 1)))

@@ -30,6 +30,9 @@ from solver.competition.folds import folds_hash
 
 OOF_FILE, TEST_FILE, CONFIG_FILE, SCORE_FILE = "oof.csv", "test.csv", "config.yaml", "score.json"
 KNN_FEATURE_FILES = ("features_oof.csv", "features_test.csv")  # <exp>/knn/: the stack's kNN block (make knn)
+# A fold folder of an experiment (<exp>/fold<k>/) holds a source's four files for that fold's rows, plus its checkpoints:
+# the best epoch's weights (what predicts and packages) and the last epoch's full state (what a killed run resumes from).
+BEST_CHECKPOINT, LAST_CHECKPOINT = "best.pt", "last.pt"
 
 
 def read_config(folder: Path, required: bool = False) -> dict:

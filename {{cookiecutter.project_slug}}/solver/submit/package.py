@@ -46,7 +46,7 @@ from solver.nn.models import architecture_only, create_model
 from solver.nn.runtime import default_num_workers, inference_settings, make_loader, resolve_device
 from solver.predict.tta import ViewsDataset, predict_tta
 from solver.runs.compatibility import config_difference, read_fold_config
-from solver.runs.source import CONFIG_FILE, read_config, read_score
+from solver.runs.source import BEST_CHECKPOINT, CONFIG_FILE, OOF_FILE, read_config, read_score
 
 MANIFEST = "package.json"
 INFER_TEMPLATE = Path(__file__).with_name("offline_infer.py")
@@ -81,7 +81,7 @@ def parse_source(comp: Competition, source: str) -> tuple[str, int | None]:
 
 
 def _checkpoints(comp: Competition, exp_dir: Path, source: str) -> list[Path]:
-    paths = [exp_dir / f"fold{k}" / "best.pt" for k in range(comp.cfg.n_folds)]
+    paths = [exp_dir / f"fold{k}" / BEST_CHECKPOINT for k in range(comp.cfg.n_folds)]
     for k, path in enumerate(paths):
         if not path.is_file():
             raise SolverError(
@@ -178,7 +178,7 @@ def build_package(comp: Competition, source: str, out_dir: Path | None = None, f
     out_dir = Path(out_dir or default_package_dir(comp, source))
     if out_dir.exists() and not force:
         raise SolverError(f"{out_dir} exists; nothing was overwritten. Rebuild it with --force (make package FORCE=1) or choose --out")
-    oof = source_dir / "oof.csv"
+    oof = source_dir / OOF_FILE
     n_train = len(read_csv(oof, "OOF predictions")) if oof.is_file() else len(comp.read_train())  # offsets the TTA seeds of test rows
     score = read_score(source_dir) or {}
     user = user or os.environ.get("KAGGLE_USERNAME") or USER_PLACEHOLDER
@@ -197,7 +197,7 @@ def build_package(comp: Competition, source: str, out_dir: Path | None = None, f
         for k, path in enumerate(checkpoints):
             shutil.copy2(path, partial / "models" / f"fold{k}.pt")
             models.append(f"models/fold{k}.pt")
-        (partial / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+        (partial / CONFIG_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
         manifest = {
             "competition": comp.name,
             "source": source,

@@ -20,7 +20,7 @@ from solver.base.provenance import git_sha
 from solver.competition.contract import Competition, read_csv
 from solver.competition.kaggle_auth import kaggle_auth_failure, require_kaggle_credentials
 from solver.competition.submission_format import build_submission, note_rows_without_labels, numeric_probabilities, validate_submission
-from solver.runs.source import read_config, read_score, stale_inputs
+from solver.runs.source import TEST_FILE, read_config, read_score, stale_inputs
 
 
 def make_submission(comp: Competition, source_dir: Path, out_path: Path | None = None) -> Path:
@@ -28,7 +28,7 @@ def make_submission(comp: Competition, source_dir: Path, out_path: Path | None =
     stale = stale_inputs(source_dir)
     if stale:
         raise SolverError(f"{source_dir.name} is stale: {stale}; run its stage again (make ensemble / make stack) before submitting it")
-    test_path = source_dir / "test.csv"
+    test_path = source_dir / TEST_FILE
     if not test_path.is_file():
         raise SolverError(f"{test_path} not found: no test predictions for {source_dir.name}; train all folds (or `make predict`) first")
     test_probs = read_csv(test_path, "test predictions")

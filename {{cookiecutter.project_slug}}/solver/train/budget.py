@@ -23,6 +23,7 @@ from torch.utils.data import Subset
 from solver.base.atomic import save_torch
 from solver.nn.curriculum import make_schedule
 from solver.nn.runtime import make_loader, shard_loader
+from solver.runs.source import BEST_CHECKPOINT, LAST_CHECKPOINT
 from solver.train.experiment import Experiment, build_model, eval_transform, fold_datasets, train_transform
 from solver.train.loop import Trainer
 
@@ -104,8 +105,8 @@ def probe(exp: Experiment, device: torch.device) -> Probe:
             trainer.evaluate(loader, y_valid[:n_eval])
             eval_image = (time.perf_counter() - began) / n_eval
             began = time.perf_counter()
-            save_torch(trainer.state_dict(), Path(tmp) / "last.pt")  # last.pt every epoch, best.pt when it improves
-            save_torch({"model": trainer.model.state_dict()}, Path(tmp) / "best.pt")
+            save_torch(trainer.state_dict(), Path(tmp) / LAST_CHECKPOINT)  # the last state every epoch, the best weights when they improve
+            save_torch({"model": trainer.model.state_dict()}, Path(tmp) / BEST_CHECKPOINT)
             checkpoints = time.perf_counter() - began
             fixed = 0.0 if slow else max(0.0, small - SMALL * per_batch)
             costs.append(StageCost(per_batch, fixed + checkpoints, eval_image))

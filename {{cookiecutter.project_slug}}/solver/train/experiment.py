@@ -32,6 +32,7 @@ from solver.nn.curriculum import check_schedules
 from solver.nn.data import ImageDataset, build_transform, check_augmentations, check_image_sizes, normalization, seed_transform
 from solver.nn.models import architecture_only, check_model_name, create_model, pretrained_config
 from solver.nn.runtime import default_num_workers, resolve_device
+from solver.runs.source import BEST_CHECKPOINT
 
 
 @dataclass
@@ -210,7 +211,7 @@ def build_model(exp: Experiment, starting_weights: bool = True) -> torch.nn.Modu
 
 def load_best(exp: Experiment, folder: Path, device: torch.device) -> tuple[torch.nn.Module, int]:
     """The best model in a fold's folder and the image size it was trained at."""
-    state = torch.load(folder / "best.pt", map_location="cpu", weights_only=True)
+    state = torch.load(folder / BEST_CHECKPOINT, map_location="cpu", weights_only=True)
     model = build_model(exp, starting_weights=False)
     model.load_state_dict(state["model"])
     model = model.to(device)

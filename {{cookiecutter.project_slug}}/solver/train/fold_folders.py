@@ -9,7 +9,7 @@ from solver.base.atomic import write_yaml
 from solver.base.errors import SolverError
 from solver.nn import distributed
 from solver.runs.compatibility import config_difference, read_fold_config
-from solver.runs.source import CONFIG_FILE, read_config
+from solver.runs.source import BEST_CHECKPOINT, CONFIG_FILE, LAST_CHECKPOINT, OOF_FILE, SCORE_FILE, TEST_FILE, read_config
 from solver.train.experiment import Experiment
 
 
@@ -18,7 +18,7 @@ def partial_to_delete(partial: Path, resolved: dict, fresh: bool) -> bool:
     One with a checkpoint of another config holds epochs of training: refused, never deleted silently."""
     if not partial.exists():
         return False
-    if fresh or not (partial / "last.pt").is_file() or not (partial / "config.yaml").is_file():
+    if fresh or not (partial / LAST_CHECKPOINT).is_file() or not (partial / CONFIG_FILE).is_file():
         return True
     difference = config_difference(resolved, read_fold_config(partial), "now", partial.name)
     if difference:
@@ -31,14 +31,14 @@ def partial_to_delete(partial: Path, resolved: dict, fresh: bool) -> bool:
 
 def fold_complete(exp: Experiment, k: int) -> bool:
     """A finished fold: its checkpoint, config and predictions are all there."""
-    return all((exp.fold_dir(k) / name).is_file() for name in ("best.pt", "config.yaml", "oof.csv", "test.csv"))
+    return all((exp.fold_dir(k) / name).is_file() for name in (BEST_CHECKPOINT, CONFIG_FILE, OOF_FILE, TEST_FILE))
 
 
 def replacement_in_progress(exp: Experiment, k: int) -> bool:
     """A FRESH retrain killed in fold k: fold<k> still holds the old config, fold<k>.partial a resumable run of this one.
     Running the same config again resumes it, as any killed run resumes."""
     partial = exp.fold_dir(k).with_name(f"fold{k}.partial")
-    if not ((partial / "last.pt").is_file() and (partial / "config.yaml").is_file()):
+    if not ((partial / LAST_CHECKPOINT).is_file() and (partial / CONFIG_FILE).is_file()):
         return False
     return config_difference(exp.resolved_config(fold=k), read_fold_config(partial)) is None
 
@@ -48,7 +48,7 @@ def check_finished_folds(exp: Experiment, training: list[int], fresh: bool = Fal
     that was killed while replacing it), and one that will not be retrained must match the config, or the CV mixes two models."""
     current = exp.resolved_config()
     for k in range(exp.n_folds):
-        if (k in training and (fresh or replacement_in_progress(exp, k))) or not (exp.fold_dir(k) / "config.yaml").is_file():
+        if (k in training and (fresh or replacement_in_progress(exp, k))) or not (exp.fold_dir(k) / CONFIG_FILE).is_file():
             continue
         difference = config_difference(current, read_fold_config(exp.fold_dir(k)))
         if difference and k in training:
@@ -78,7 +78,7 @@ REMAKE = {"knn": "knn", "pseudo": "pseudo", "full": "train FULL=1"}  # what reco
 def mark_derived_stale(exp: Experiment) -> None:
     """After a join: TTA and kNN sources made from checkpoints that were replaced since are kept, marked stale
     (solver.submit.submission.stale_inputs: the leaderboard greys them; submit refuses them and what was made from them)."""
-    checkpoints = [exp.fold_dir(k) / "best.pt" for k in range(exp.n_folds)]
+    checkpoints = [exp.fold_dir(k) / BEST_CHECKPOINT for k in range(exp.n_folds)]
     newest = max(p.stat().st_mtime_ns for p in checkpoints if p.is_file())
     for folder in sorted(p for pattern in DERIVED_DIRS for p in exp.dir.glob(pattern)):
         config_path = folder / CONFIG_FILE
@@ -108,8 +108,8 @@ def fold_lock_holder(exp: Experiment, k: int) -> str | None:
 
 
 def joined_after_every_fold(exp: Experiment) -> bool:
-    score = exp.dir / "score.json"
-    fold_oofs = [exp.fold_dir(k) / "oof.csv" for k in range(exp.n_folds)]
+    score = exp.dir / SCORE_FILE
+    fold_oofs = [exp.fold_dir(k) / OOF_FILE for k in range(exp.n_folds)]
     if not score.is_file() or not all(p.is_file() for p in fold_oofs):
         return False
     return score.stat().st_mtime_ns > max(p.stat().st_mtime_ns for p in fold_oofs)
@@ -117,11 +117,11 @@ def joined_after_every_fold(exp: Experiment) -> bool:
 
 def finished_folds(exp: Experiment) -> list[int]:
     """Folds with a checkpoint, each checked to come from the current config."""
-    done = [k for k in range(exp.n_folds) if (exp.fold_dir(k) / "best.pt").is_file()]
+    done = [k for k in range(exp.n_folds) if (exp.fold_dir(k) / BEST_CHECKPOINT).is_file()]
     for k in range(exp.n_folds):
         if k not in done and exp.fold_dir(k).is_dir():  # its old predictions would join the CV of the others
             raise SolverError(
-                f"{exp.fold_dir(k) / 'best.pt'} is missing: fold {k} cannot be predicted again; "
+                f"{exp.fold_dir(k) / BEST_CHECKPOINT} is missing: fold {k} cannot be predicted again; "
                 f"retrain that fold: make train {exp.make_args} FOLD={k}"
             )
     if not done:

@@ -31,7 +31,7 @@ from solver.nn.data import ImageDataset, build_transform
 from solver.nn.inference import predict_all
 from solver.nn.runtime import epoch_seed, make_loader, resolve_device, seed_everything, shard_loader
 from solver.runs.compatibility import config_difference, read_fold_config
-from solver.runs.source import new_score, read_score, stale_inputs, write_source_files
+from solver.runs.source import BEST_CHECKPOINT, new_score, read_score, stale_inputs, write_source_files
 from solver.train.experiment import Experiment, build_model, eval_transform, load_experiment, train_transform
 from solver.train.fold_folders import fold_complete
 from solver.train.loop import Trainer
@@ -40,7 +40,7 @@ from solver.train.predictions import prediction_frame
 
 def chosen_epochs(exp: Experiment) -> tuple[int, list[int], bool]:
     """(the median of the folds' best epochs, each fold's best epoch, whether most folds' best weights were the EMA's)."""
-    states = [torch.load(exp.fold_dir(k) / "best.pt", map_location="cpu", weights_only=True) for k in range(exp.n_folds)]
+    states = [torch.load(exp.fold_dir(k) / BEST_CHECKPOINT, map_location="cpu", weights_only=True) for k in range(exp.n_folds)]
     best = [int(state["epoch"]) for state in states]
     ema = sum(state["meta"].get("weights") == "ema" for state in states) * 2 > len(states)
     return max(1, int(np.floor(np.median(best) + 0.5))), best, ema

@@ -42,6 +42,7 @@ from solver.nn.inference import predict_all, progress_bar
 from solver.nn.optim import create_optimizer
 from solver.nn.runtime import amp_dtype, epoch_seed, make_loader, seed_everything, shard_loader, to_device
 from solver.runs.plots import plot_learning_curves
+from solver.runs.source import BEST_CHECKPOINT, LAST_CHECKPOINT
 
 # Batches between two reads of the training loss (NaN check, progress bar): each read waits for the device.
 LOSS_CHECK_EVERY = 25
@@ -229,10 +230,10 @@ def fit(
     spec = cfg.train
     ranks = distributed.ranks()
     main = ranks.is_main
-    if (out_dir / "last.pt").is_file():
-        trainer.load_state_dict(torch.load(out_dir / "last.pt", map_location="cpu", weights_only=True))
+    if (out_dir / LAST_CHECKPOINT).is_file():
+        trainer.load_state_dict(torch.load(out_dir / LAST_CHECKPOINT, map_location="cpu", weights_only=True))
         if main:
-            tqdm.write(f"{desc}: resuming at epoch {trainer.next_epoch} from {out_dir / 'last.pt'}")
+            tqdm.write(f"{desc}: resuming at epoch {trainer.next_epoch} from {out_dir / LAST_CHECKPOINT}")
     writer = SummaryWriter(log_dir=str(out_dir / "tb"), purge_step=trainer.next_epoch) if main else None
     started = time.perf_counter()
     valid_loaders: dict[int, DataLoader] = {}  # per image size, kept (with persistent workers) across epochs
@@ -279,7 +280,7 @@ def fit(
                 trainer.best, trainer.best_epoch, trainer.stale = epoch_best, ep.epoch, 0
                 if main:
                     weights = (trainer.ema.module if use_ema else trainer.model).state_dict()
-                    save_torch({"model": weights, "epoch": ep.epoch, "score": epoch_best, "meta": meta}, out_dir / "best.pt")
+                    save_torch({"model": weights, "epoch": ep.epoch, "score": epoch_best, "meta": meta}, out_dir / BEST_CHECKPOINT)
             else:
                 trainer.stale += 1
             row = {
@@ -311,7 +312,7 @@ def fit(
                 if main:
                     tqdm.write(f"{desc}: early stop of stage {ep.stage}, {metric.name} did not improve for {trainer.stale} epochs")
             if main:  # rank 0 writes the files; the other ranks hold the same state
-                save_torch({**trainer.state_dict(), "meta": meta, "epoch": ep.epoch, "score": score}, out_dir / "last.pt")
+                save_torch({**trainer.state_dict(), "meta": meta, "epoch": ep.epoch, "score": score}, out_dir / LAST_CHECKPOINT)
                 write_csv(pd.DataFrame(trainer.history), out_dir / "metrics.csv")
                 for key in ("lr", "train_loss", "valid_loss"):
                     writer.add_scalar(key, row[key], ep.epoch)

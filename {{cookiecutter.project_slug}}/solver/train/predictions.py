@@ -16,7 +16,7 @@ from solver.nn.inference import predict_all
 from solver.nn.runtime import inference_settings, shard_loader
 from solver.runs.compatibility import config_difference, read_fold_config
 from solver.runs.plots import write_run_plots
-from solver.runs.source import new_score, say_score, write_source_files
+from solver.runs.source import OOF_FILE, TEST_FILE, new_score, say_score, write_source_files
 from solver.train.experiment import Experiment, eval_transform, fold_datasets, load_best
 
 
@@ -42,8 +42,8 @@ def predict_fold(exp: Experiment, k: int, device: torch.device, out_dir: Path) -
     test, _ = predict_all(model, shard_loader(test_ds, batch, workers, device), len(test_ds), device, task, None, f"fold {k} test", *settings)
     if not distributed.is_main():
         return
-    write_csv(prediction_frame(exp.train_df[id_col][valid_mask], oof, exp.comp.classes, id_col, fold=k), out_dir / "oof.csv")
-    write_csv(prediction_frame(exp.test_df[id_col], test, exp.comp.classes, id_col), out_dir / "test.csv")
+    write_csv(prediction_frame(exp.train_df[id_col][valid_mask], oof, exp.comp.classes, id_col, fold=k), out_dir / OOF_FILE)
+    write_csv(prediction_frame(exp.test_df[id_col], test, exp.comp.classes, id_col), out_dir / TEST_FILE)
 
 
 def aggregate(exp: Experiment, variant: str = "") -> dict | None:
@@ -72,7 +72,7 @@ def aggregate(exp: Experiment, variant: str = "") -> dict | None:
     for k in done:
         test = read_csv(exp.fold_dir(k) / f"test{suffix}.csv", "fold predictions")
         if set(test[id_col]) != set(test_ids):
-            raise SolverError(f"{exp.fold_dir(k) / 'test.csv'} has other ids than test.csv; run `make predict` to predict the current test set")
+            raise SolverError(f"{exp.fold_dir(k) / TEST_FILE} has other ids than test.csv; run `make predict` to predict the current test set")
         tests.append(test.set_index(id_col).loc[test_ids, comp.classes].to_numpy(dtype=float))  # align by id, not row
     test_probs = np.mean(tests, axis=0)
     test = prediction_frame(exp.test_df[id_col], test_probs, comp.classes, id_col)

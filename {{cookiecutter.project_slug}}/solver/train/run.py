@@ -12,7 +12,7 @@ from solver.base.atomic import promote_dir, write_yaml
 from solver.base.errors import SolverError
 from solver.nn import distributed
 from solver.nn.runtime import resolve_device, seed_everything
-from solver.runs.source import read_score
+from solver.runs.source import BEST_CHECKPOINT, CONFIG_FILE, read_score
 from solver.train.experiment import Experiment, build_model, eval_transform, fold_datasets, load_experiment, train_transform
 from solver.train.fold_folders import (
     check_finished_folds,
@@ -56,7 +56,7 @@ def _train_fold(exp: Experiment, k: int, fresh: bool, device: torch.device) -> d
         if partial_to_delete(partial, resolved, fresh):
             shutil.rmtree(partial)  # FRESH, or a run that died before its first checkpoint; it never became a finished fold
         partial.mkdir(parents=True, exist_ok=True)
-        write_yaml(resolved, partial / "config.yaml")
+        write_yaml(resolved, partial / CONFIG_FILE)
     distributed.barrier()  # the other ranks resume from partial/last.pt only once rank 0 has decided to keep it
     train_ds, valid_ds, _, valid_mask = fold_datasets(exp, k)
     model = build_model(exp)
@@ -145,7 +145,7 @@ def _train_folds(exp: Experiment, folds: list[int], fresh: bool, device: torch.d
             print(f"fold {k}: being trained by another job ({deferred[k]}); waiting for it")
             with distributed.locked(exp.dir / f".fold{k}.lock", f"fold {k} of {exp.dir}"):
                 pass
-            best = exp.fold_dir(k) / "best.pt"
+            best = exp.fold_dir(k) / BEST_CHECKPOINT
             if fold_complete(exp, k) and (not fresh or best.stat().st_mtime_ns > started):
                 print(f"fold {k}: trained by the other job ({deferred[k]})")
                 continue

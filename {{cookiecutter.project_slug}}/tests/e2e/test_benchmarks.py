@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 
 def run(repo, script: str, *args: str) -> str:
@@ -59,6 +60,40 @@ def test_stack_overhead_prints_the_peer_and_every_stack(repo):
         loss, acc, shuffled_loss, shuffled_acc = map(float, cells[2:6])
         assert 0 < loss and 0 <= acc <= 1 and 0 < shuffled_loss and 0 <= shuffled_acc <= 1
         assert acc > shuffled_acc  # the real labels carry signal; shuffled ones do not
+
+
+def test_stack_overhead_on_real_sources_scores_each_run_on_the_held_out_answers(repo, tmp_path):
+    """--comp/--sources: the matrix is two finished sources of a competition; every run gets its held-out columns."""
+    import numpy as np
+    import yaml
+
+    from solver.competition.contract import Competition
+    from solver.competition.folds import folds_hash, load_folds
+    from tests.synthetic import make_competition
+
+    make_competition(tmp_path, n_train=240, n_test=30, holdout_answers="answers.csv")
+    comp = Competition.load(tmp_path, "synth")
+    load_folds(comp)
+    train, test = comp.read_train(), comp.read_test()
+    truth = {"train": comp.encode_targets(train), "test": np.arange(240, 270) % 3}  # make_competition: class = row index % 3
+    pd.DataFrame({"id": test["id"], "label": [comp.classes[k] for k in truth["test"]]}).to_csv(comp.data_dir / "answers.csv", index=False)
+    rng = np.random.default_rng(0)
+    for name, strength in (("exp001", 2.0), ("exp002", 1.0)):  # two sources that know the labels, one better than the other
+        (comp.runs_dir / name).mkdir(parents=True)
+        for split, ids in (("oof", train["id"]), ("test", test["id"])):
+            probs = rng.dirichlet(np.ones(3), len(ids)) + strength * np.eye(3)[truth["train" if split == "oof" else "test"]]
+            frame = pd.DataFrame(probs / probs.sum(1, keepdims=True), columns=comp.classes)
+            frame.insert(0, "id", ids.to_numpy())
+            frame.to_csv(comp.runs_dir / name / f"{split}.csv", index=False)
+        (comp.runs_dir / name / "config.yaml").write_text(yaml.safe_dump({"classes": comp.classes, "folds_hash": folds_hash(comp)}))
+    out = run(repo, "stack_overhead.py", "--root", str(tmp_path), "--comp", "synth", "--sources", "exp001,exp002")
+    assert "240 x 6 matrix (2 models x 3 classes), 30 test rows" in out
+    rows = table(out)
+    assert len(rows) == 4 and list(rows)[0].startswith("peer: lightgbm.cv")
+    for cells in rows.values():
+        oof_loss, oof_acc, held_loss, held_acc, loss_gap, acc_gap = map(float, [cells[2], cells[3], *cells[6:10]])
+        assert 0.9 <= held_acc <= 1 and 0 <= held_loss  # the inputs know the answers: every stack learns them
+        assert loss_gap == pytest.approx(held_loss - oof_loss, abs=2e-4) and acc_gap == pytest.approx(oof_acc - held_acc, abs=2e-4)
 
 
 def test_tta_cost_prints_plain_random_and_fixed_views(repo):
