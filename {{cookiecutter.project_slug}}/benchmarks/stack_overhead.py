@@ -12,7 +12,8 @@
 
 Every run gets the same params and num_threads. The matrix is shaped like a real level-2 input: the logits of several
 noisy first-level models. The optimism of a choice is measured on shuffled labels, where no honest OOF can beat
-chance (accuracy 1/C, log loss log C): a lower OOF log loss there is the leak of choosing on the fold's labels.
+chance: the class prior's accuracy (the most frequent class) and log loss (the prior's entropy; 1/C and log C when
+the classes are balanced). A lower OOF log loss there is the leak of choosing on the fold's labels.
 
 With --root/--comp/--sources the matrix is a real one instead: the OOF and test log-probabilities of finished sources
 of a multiclass competition, on its folds, as `make lgbm` builds it. Where the competition has held-out answers
@@ -35,6 +36,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import log_loss  # noqa: E402
 
+from solver.base.threads import library_threads  # noqa: E402
 from solver.competition.contract import Competition  # noqa: E402
 from solver.config.level2 import LgbmSpec  # noqa: E402
 from solver.level2.stack import lgbm_params, stack_lgbm  # noqa: E402
@@ -105,8 +107,9 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--models", type=int, default=4, help="first-level models: columns = models x classes")
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=LgbmSpec().num_threads)
+    parser.add_argument("--threads", type=int, default=library_threads(), help="LightGBM's num_threads (default: the stack's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--inner-folds", type=int, help=f"the stacks' inner folds (default: lgbm.inner_folds, {LgbmSpec().inner_folds})")
     parser.add_argument("--root", type=Path, default=Path("."), help="with --comp and --sources: the repository root")
     parser.add_argument("--comp", help="a multiclass competition whose sources are finished (real data instead of the synthetic matrix)")
     parser.add_argument("--sources", help="comma-separated source names under runs/<comp>/, e.g. a_resnet10t,b_regnetx")
@@ -118,13 +121,14 @@ def main() -> None:
     else:
         X, y, folds, X_test = make_matrix(args.rows, args.test_rows, args.classes, args.models, args.folds, args.seed)
     shuffled = np.random.default_rng(args.seed + 1).permutation(y)
-    settings = LgbmSpec(num_threads=args.threads)
+    settings = LgbmSpec(num_threads=args.threads, **({"inner_folds": args.inner_folds} if args.inner_folds else {}))
+    prior = np.bincount(y, minlength=args.classes) / len(y)  # shuffling keeps it: chance is the prior, not 1/C
     params = lgbm_params(settings, "multiclass", args.classes, int((folds != 0).sum()))
     print(
         f"{args.rows} x {X.shape[1]} matrix ({args.models} models x {args.classes} classes), {args.test_rows} test rows, "
         f"{args.folds} folds, inner_folds={settings.inner_folds}, early_stopping_rounds={settings.early_stopping_rounds}, "
-        f"min_data_in_leaf={params['min_data_in_leaf']}, num_threads={args.threads}; chance: accuracy {1 / args.classes:.3f}, "
-        f"log loss {np.log(args.classes):.4f}",
+        f"min_data_in_leaf={params['min_data_in_leaf']}, num_threads={args.threads}; chance: accuracy {prior.max():.3f}, "
+        f"log loss {-(prior[prior > 0] * np.log(prior[prior > 0])).sum():.4f}",
         flush=True,
     )
     runs = {

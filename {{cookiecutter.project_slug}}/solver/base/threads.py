@@ -8,6 +8,7 @@ many jobs share the machine (`--jobs N`, JOBS=N / WORKERS=N in make) uses cores 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 
@@ -20,6 +21,31 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 def available_cores() -> int:
     """The cores this process may run on (a container's or taskset's limit, not the machine's count)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def physical_cores(cpuinfo: Path = Path("/proc/cpuinfo")) -> int:
+    """The physical cores among those this process may run on: two hyper-threads of one core share its arithmetic units,
+    and LightGBM's docs advise one thread per physical core. Linux reads /proc/cpuinfo; elsewhere, the logical count."""
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    try:
+        blocks = cpuinfo.read_text().split("\n\n")
+    except OSError:
+        return len(allowed)
+    cores = set()
+    for block in blocks:
+        fields = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
+        fields = {key.strip(): value.strip() for key, value in fields.items()}
+        if "processor" in fields and int(fields["processor"]) in allowed:
+            cores.add((fields.get("physical id", "0"), fields.get("core id", fields["processor"])))
+    return max(1, len(cores)) if cores else len(allowed)
+
+
+def library_threads() -> int:
+    """Threads for a library given an explicit count (LightGBM): this process's share when one was set
+    (OMP_NUM_THREADS, which JOBS=N and the test workers set; OpenMP threads beyond the share contend, measured 10x
+    slower on a loaded 2-core box), else one per physical core."""
+    share = os.environ.get("OMP_NUM_THREADS", "")
+    return int(share) if share.isdigit() and int(share) > 0 else physical_cores()
 
 
 def thread_share(jobs: int, cores: int | None = None) -> int:

@@ -30,9 +30,13 @@ class LgbmSpec(Strict):
     min_data_in_leaf: int | None = Field(None, ge=1)  # None: max(20, 1% of the training rows), fewer splits the fewer rows there are
     feature_fraction: float = Field(0.8, gt=0, le=1)
     lambda_l2: float = Field(1.0, ge=0)
-    inner_folds: int = Field(3, ge=2)  # lightgbm.cv inside each outer fold picks the number of rounds
+    # lightgbm.cv inside each outer fold picks the number of rounds. 2, not 3: on USPS the same held-out scores at 0.58x
+    # the time (1.42x instead of 2.5x the hand-written peer; benchmarks/BENCHMARKS.md, "Stack cost")
+    inner_folds: int = Field(2, ge=2)
     seed: int = 42
-    num_threads: int = Field(1, ge=1)  # level-2 matrices are small: more threads mostly contend (measured 10x slower with 2 on a loaded 2-core box)
+    # None: this process's thread share (OMP_NUM_THREADS, set by JOBS=N) or else one per physical core. On the quiet 2-core
+    # VM, 2 threads ran the peer 1.45x and stack_lgbm 1.2x faster than 1; on a loaded box give 1 (threads beyond the free cores contend)
+    num_threads: int | None = Field(None, ge=1)
     # auto: per outer fold (and label), the lowest inner-CV log loss of logistic blends of the inputs' logits (one per C in
     # logistic_c, with and without the kNN block) and LightGBM; logistic / lgbm: only those candidates
     model: Literal["auto", "logistic", "lgbm"] = "auto"

@@ -29,6 +29,7 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from solver.base.errors import SolverError
+from solver.base.threads import library_threads
 from solver.config.level2 import LgbmSpec
 
 TASKS = ("multiclass", "multilabel")
@@ -49,7 +50,7 @@ def lgbm_params(settings: LgbmSpec, objective: str, num_classes: int, n_rows: in
         "feature_fraction": settings.feature_fraction,
         "lambda_l2": settings.lambda_l2,
         "seed": settings.seed,
-        "num_threads": settings.num_threads,
+        "num_threads": settings.num_threads or library_threads(),
         "deterministic": True,  # same inputs, same stack: reruns and the leakage tests compare exact numbers
         "force_col_wise": True,
         "verbosity": -1,

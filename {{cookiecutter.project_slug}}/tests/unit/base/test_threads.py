@@ -42,3 +42,30 @@ def test_more_jobs_than_cores_is_said_too(monkeypatch, restore_threads):
 def test_no_jobs_is_a_clear_error():
     with pytest.raises(SolverError, match="jobs: 0 processes cannot share the machine"):
         threads.thread_share(0, 4)
+
+
+def _cpuinfo(path, cores: int, threads_per_core: int):
+    """A /proc/cpuinfo of one socket: `cores` cores with `threads_per_core` hyper-threads each, as Linux lists them."""
+    blocks = [
+        f"processor\t: {cpu}\nmodel name\t: Test CPU\nphysical id\t: 0\ncore id\t\t: {cpu % cores}\ncpu cores\t: {cores}"
+        for cpu in range(cores * threads_per_core)
+    ]
+    path.write_text("\n\n".join(blocks) + "\n\n")
+    return path
+
+
+def test_physical_cores_counts_a_hyper_threaded_core_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda _: set(range(8)))
+    assert threads.physical_cores(_cpuinfo(tmp_path / "ht", cores=4, threads_per_core=2)) == 4
+    assert threads.physical_cores(_cpuinfo(tmp_path / "plain", cores=8, threads_per_core=1)) == 8
+    # Only the CPUs this process may run on count: CPUs 0 and 4 are the two threads of core 0.
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda _: {0, 4})
+    assert threads.physical_cores(tmp_path / "ht") == 1
+    assert threads.physical_cores(tmp_path / "missing") == 2  # no cpuinfo: the logical CPUs allowed
+
+
+def test_library_threads_take_the_jobs_share_when_one_is_set(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert threads.library_threads() == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert threads.library_threads() == threads.physical_cores()
