@@ -32,3 +32,10 @@ def solver_command(verb: str, *args: str) -> list[str]:
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+def pytest_collection_modifyitems(config, items):
+    """The minutes-long tests first. In one pytest-xdist run of every test (pytest -n 2 --dist worksteal, as the template's
+    CI runs it on 2 cores), a worker starts the demo at once and the others take the rest, stealing from its queue;
+    started last, the demo would run alone at the end. `make test` runs them in two passes and is unaffected."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: the rest keep their order
