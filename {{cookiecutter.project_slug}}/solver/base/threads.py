@@ -37,7 +37,7 @@ def physical_cores(cpuinfo: Path = Path("/proc/cpuinfo")) -> int:
         fields = {key.strip(): value.strip() for key, value in fields.items()}
         if "processor" in fields and int(fields["processor"]) in allowed:
             cores.add((fields.get("physical id", "0"), fields.get("core id", fields["processor"])))
-    return max(1, len(cores)) if cores else len(allowed)
+    return len(cores) or len(allowed)  # no core ids (some ARM kernels list none): the logical CPUs
 
 
 def library_threads() -> int:
