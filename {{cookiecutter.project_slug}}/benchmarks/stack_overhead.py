@@ -40,7 +40,7 @@ from solver.base.threads import library_threads  # noqa: E402
 from solver.competition.contract import Competition  # noqa: E402
 from solver.config.level2 import LgbmSpec  # noqa: E402
 from solver.level2.stack import lgbm_params, stack_lgbm  # noqa: E402
-from solver.level2.stages import to_logits, training_frame  # noqa: E402
+from solver.level2.stages import logit_blocks, training_frame  # noqa: E402
 from solver.runs.source import check_sources, load_source  # noqa: E402
 
 
@@ -69,9 +69,8 @@ def real_matrix(root: Path, comp_name: str, names: list[str]):
     y, folds, train_ids, test_ids = training_frame(comp)
     sources = [load_source(comp, name, train_ids, test_ids) for name in names]
     check_sources(comp, sources)
-    groups = [[f"{s.name}:{c}" for c in comp.classes] for s in sources]
-    X = pd.concat([pd.DataFrame(to_logits(s.oof, "multiclass"), columns=g) for s, g in zip(sources, groups)], axis=1)
-    X_test = pd.concat([pd.DataFrame(to_logits(s.test, "multiclass"), columns=g) for s, g in zip(sources, groups)], axis=1)
+    X, X_test, groups = logit_blocks(sources, comp.classes, "multiclass")
+    X, X_test = pd.concat(X, axis=1), pd.concat(X_test, axis=1)
     answers = comp.read_holdout(pd.DataFrame({comp.cfg.id_column: test_ids}))
     holdout = None
     if answers is not None:

@@ -18,15 +18,20 @@ from solver.base.errors import SolverError
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
+def _allowed_cpus() -> set[int]:
+    """The logical CPUs this process may run on (a container's or taskset's limit, not the machine's count)."""
+    return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+
+
 def available_cores() -> int:
     """The cores this process may run on (a container's or taskset's limit, not the machine's count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return len(_allowed_cpus())
 
 
 def physical_cores(cpuinfo: Path = Path("/proc/cpuinfo")) -> int:
     """The physical cores among those this process may run on: two hyper-threads of one core share its arithmetic units,
     and LightGBM's docs advise one thread per physical core. Linux reads /proc/cpuinfo; elsewhere, the logical count."""
-    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    allowed = _allowed_cpus()
     try:
         blocks = cpuinfo.read_text().split("\n\n")
     except OSError:

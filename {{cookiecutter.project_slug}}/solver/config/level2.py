@@ -31,11 +31,11 @@ class LgbmSpec(Strict):
     feature_fraction: float = Field(0.8, gt=0, le=1)
     lambda_l2: float = Field(1.0, ge=0)
     # lightgbm.cv inside each outer fold picks the number of rounds. 2, not 3: on USPS the same held-out scores at 0.58x
-    # the time (1.42x instead of 2.5x the hand-written peer; benchmarks/BENCHMARKS.md, "Stack cost")
+    # the time (1.42x instead of 2.41x the hand-written peer at one thread; benchmarks/BENCHMARKS.md, "Stack cost")
     inner_folds: int = Field(2, ge=2)
     seed: int = 42
     # None: this process's thread share (OMP_NUM_THREADS, set by JOBS=N) or else one per physical core. On the quiet 2-core
-    # VM, 2 threads ran the peer 1.45x and stack_lgbm 1.2x faster than 1; on a loaded box give 1 (threads beyond the free cores contend)
+    # VM, 2 threads ran the peer 1.35x and stack_lgbm 1.15x faster than 1; on a loaded box give 1 (threads beyond the free cores contend)
     num_threads: int | None = Field(None, ge=1)
     # auto: per outer fold (and label), the lowest inner-CV log loss of logistic blends of the inputs' logits (one per C in
     # logistic_c, with and without the kNN block) and LightGBM; logistic / lgbm: only those candidates

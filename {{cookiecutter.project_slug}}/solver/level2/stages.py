@@ -99,18 +99,23 @@ def oof_correlations(sources: list[Source], y: np.ndarray, task: str) -> dict[st
     return {f"{a.name} ~ {b.name}": float(np.corrcoef(ll[i], ll[j])[0, 1]) for i, a in enumerate(sources) for j, b in enumerate(sources) if i < j}
 
 
+def logit_blocks(sources: list[Source], classes: list[str], task: str) -> tuple[list[pd.DataFrame], list[pd.DataFrame], list[list[str]]]:
+    """The stack's input blocks, one per source: its OOF and test logits as columns "<source>:<class>", and those column
+    names per source (the blend groups: one weight per input)."""
+    groups = [[f"{source.name}:{c}" for c in classes] for source in sources]
+    X = [pd.DataFrame(to_logits(source.oof, task), columns=columns) for source, columns in zip(sources, groups)]
+    X_test = [pd.DataFrame(to_logits(source.test, task), columns=columns) for source, columns in zip(sources, groups)]
+    return X, X_test, groups
+
+
 def stack_stage(root: Path, comp_name: str, name: str) -> dict:
     comp, cfg, (y, folds, train_ids, test_ids), sources = _level2_inputs(root, comp_name, "stacks", name, StackConfig)
     task = comp.cfg.task
     correlations = oof_correlations(sources, y, task)
     if correlations:
         print("OOF correlation of the inputs (log-likelihood of the truth): " + ", ".join(f"{k} {v:.3f}" for k, v in correlations.items()))
-    X, X_test, knn_columns, blend_groups = [], [], [], []
-    for source in sources:
-        columns = [f"{source.name}:{c}" for c in comp.classes]
-        blend_groups.append(columns)
-        X.append(pd.DataFrame(to_logits(source.oof, task), columns=columns))
-        X_test.append(pd.DataFrame(to_logits(source.test, task), columns=columns))
+    X, X_test, blend_groups = logit_blocks(sources, comp.classes, task)
+    knn_columns = []
     for exp_name in cfg.knn:
         oof_features, test_features = load_knn_features(comp, exp_name, train_ids, test_ids)
         X.append(oof_features)
