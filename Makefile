@@ -12,9 +12,16 @@ DEMO_SLUG := kaggle_solutions
 # never caches what it imports, and each test process that imports the solver compiled torch, timm and sklearn again
 # (measured: 25 s to import the solver's training modules without the caches, 9-12 s with them). -qq and "|| true": a
 # few files of the packages are Python 3.12 syntax (torch's tests) and are never imported.
-$(VENV)/.installed: requirements.txt
+# requirements-compiled.txt (sdists, 60 s of compiling with a cold pip cache) builds on the other core meanwhile; its
+# log is printed only when it fails.
+$(VENV)/.installed: requirements.txt requirements-compiled.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(PY) -m pip install --no-compile -r requirements.txt
+	rm -rf $(VENV)/compiled
+	$(PY) -m pip wheel --no-deps -r requirements-compiled.txt -w $(VENV)/compiled > $(VENV)/compiled.log 2>&1 & build=$$!; \
+	$(PY) -m pip install --no-compile -r requirements.txt; installed=$$?; \
+	wait $$build || { cat $(VENV)/compiled.log; exit 1; }; \
+	exit $$installed
+	$(PY) -m pip install --no-index --no-deps --no-compile $(VENV)/compiled/*.whl
 	$(PY) -m compileall -qq -j 0 $(VENV)/lib || true
 	touch $@
 

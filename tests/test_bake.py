@@ -1,5 +1,6 @@
 """Bake every combination of choices and check the generated repository as a user would get it."""
 
+import hashlib
 import os
 import re
 import subprocess
@@ -99,40 +100,57 @@ def test_dependencies_match_the_test_environment(baked):
     assert {"torch==2.14.1", "torchvision==0.29.1"} <= set(deps)
 
 
-DEFAULT_COMBO = {"competition_task": "multiclass", "include_demo": "yes"}
-
-
-def test_generated_tests_pass(baked):
-    """The baked repo's whole suite, the digits demo end to end included, runs once: in the default bake.
+def test_generated_tests_pass(generated_suite):
+    """The baked repo's whole suite, the digits demo end to end included, runs once: in the default bake, started with
+    the session (tests/conftest.py: generated_suite) and waited for here, after the template's other tests.
 
     The choices change only the file set, the first competition's folder and the demo's files, never the solver or
-    its tests, so the other bakes check just those (below): the file set, no template syntax, ruff, the first
+    its tests, so the other bakes check just those (here): the file set, no template syntax, ruff, the first
     competition's contract, that their suite collects, and `make install` plus a stage (test_make_install_...)."""
-    repo, combo = baked
-    if combo != DEFAULT_COMBO:
-        pytest.skip("the generated suite runs once, in the default bake; this bake's choices are checked by the tests beside this one")
-    # Every test in one run on two pytest-xdist workers, each with one core's threads (tests/conftest.py). The demo is
-    # collected first, so one worker runs it from the start while the other takes the rest and, with --dist worksteal,
-    # the tests queued behind the demo. Measured on the 2-core VM, 2026-12-07: 849 s, against about 1,070 s for the baked
-    # `make test`'s two passes (the rest on two workers, 530 s, then the demo alone with both cores, 540 s) and 990 s
-    # with --dist load (the demo's queue waited for it). `make test` keeps the two passes: on a machine with many cores
-    # the demo would get one core's threads and be the whole run's length.
-    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=10", "-n", "2", "--dist", "worksteal"]
-    result = subprocess.run(args, cwd=repo, capture_output=True, text=True, timeout=2400)
-    print(result.stdout[-5000:])
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
+    process, log = generated_suite
+    try:
+        process.wait(timeout=2400)
+    finally:
+        output = log.read_text(errors="replace")
+        print(output[-5000:])
+    assert process.returncode == 0, output[-8000:]
 
 
-def test_generated_suite_collects(baked):
-    """Every bake's tests import (a test that needs a removed demo file would fail here, not in a user's repo). The
-    default bake's suite runs whole in test_generated_tests_pass, which collects it first (20 s saved here)."""
+# What the baked suite reads: its tests, the code they import and the demo's files. The first competition's folder
+# (the one file set the task choice changes) is read by no test; test_first_competition_contract_loads checks it.
+SUITE_INPUTS = ("pyproject.toml", "tests", "solver", "benchmarks", "digits")
+
+
+def suite_fingerprint(repo: Path) -> str:
+    """One hash of every file the baked suite can see: two bakes with the same one collect the same tests."""
+    digest = hashlib.sha256()
+    for name in sorted(files_under(repo)):
+        if name.split("/")[0] in SUITE_INPUTS:
+            digest.update(name.encode() + b"\0" + (repo / name).read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def collected_trees(default_bake) -> set[str]:
+    """The suite trees already checked in this session, starting with the default bake's, which
+    test_generated_tests_pass runs whole (collecting it first)."""
+    return {suite_fingerprint(default_bake)}
+
+
+def test_generated_suite_collects(baked, collected_trees):
+    """Every distinct suite tree imports (a test that needs a removed demo file would fail here, not in a user's repo).
+
+    The task choice changes no file the suite reads, so the four bakes have two trees: with the demo (run whole in
+    the default bake) and without it (collected here once). Each collection imports torch and timm: 20 s."""
     repo, combo = baked
-    if combo == DEFAULT_COMBO:
-        pytest.skip("the default bake's whole suite runs in test_generated_tests_pass")
+    tree = suite_fingerprint(repo)
+    if tree in collected_trees:
+        pytest.skip("this bake's tests, code and demo files are byte-identical to a bake already collected or run")
     args = [sys.executable, "-m", "pytest", "-q", "--collect-only", "-p", "no:cacheprovider"]
     result = subprocess.run(args, cwd=repo, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
     assert ("tests/e2e/test_demo.py" in result.stdout) == (combo["include_demo"] == "yes")
+    collected_trees.add(tree)
 
 
 def test_first_competition_contract_loads(baked):
