@@ -1,4 +1,7 @@
+import contextlib
+import io
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -27,6 +30,28 @@ os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get
 def solver_command(verb: str, *args: str) -> list[str]:
     """The command line of `python -m solver <verb> args` as make runs it (under torchrun: [1:], after its options)."""
     return [sys.executable, "-m", "solver", verb, *args]
+
+
+def run_solver(*argv: str) -> subprocess.CompletedProcess:
+    """`python -m solver argv` in this test's process: the same entry point (solver.__main__.main, with its one-line
+    errors and exit status 2), its printed output and exit status as subprocess.run gives them, without a new process
+    importing torch, timm and the solver again (about 9 s of CPU each). Threads and environment variables a verb sets
+    are put back. A test that needs a process of its own (jobs side by side, a kill, torchrun, an environment read at
+    import time) runs solver_command in a subprocess instead."""
+    from solver.__main__ import main
+
+    out, err, threads, environ = io.StringIO(), io.StringIO(), torch.get_num_threads(), dict(os.environ)
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main(list(argv))
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        torch.set_num_threads(threads)
+        os.environ.clear()
+        os.environ.update(environ)
+    return subprocess.CompletedProcess(["python", "-m", "solver", *argv], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import yaml
 
 from solver.base.errors import SolverError
 from solver.commands import baseline as baseline_command
-from tests.conftest import solver_command
+from tests.conftest import run_solver, solver_command
 from tests.synthetic import make_competition
 from tests.unit.train.test_budget import CURRICULUM
 
@@ -41,7 +41,7 @@ def test_a_budget_gives_a_validated_submission_of_the_best_cv_source(tmp_path):
 
 def test_too_small_a_budget_is_one_line_with_the_minutes_needed(tmp_path):
     make_competition(tmp_path, experiment=CURRICULUM)
-    result = baseline(tmp_path, "--minutes", "0.05", "--exp", "tiny")
+    result = run_solver("baseline", "--root", str(tmp_path), "--comp", "synth", "--minutes", "0.05", "--exp", "tiny")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "a budget of 0.05 minutes is too small for tiny" in result.stderr and "give MINUTES=" in result.stderr
     assert not list((tmp_path / "runs/synth").glob("tiny*/fold*"))  # nothing trained

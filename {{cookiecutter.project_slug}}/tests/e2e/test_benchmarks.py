@@ -1,16 +1,49 @@
 """The benchmarks in benchmarks/ run at tiny sizes and print every row of their tables (times are not checked)."""
 
+import importlib.util
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
+import torch
 
 
-def run(repo, script: str, *args: str) -> str:
+def run_script(repo, script: str, *args: str) -> str:
+    """`python benchmarks/<script> args` as a user runs it, and what it printed."""
     proc = subprocess.run([sys.executable, str(repo / "benchmarks" / script), *args], capture_output=True, text=True, timeout=300, cwd=repo)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
+
+
+@pytest.fixture
+def bench(repo, capfd, monkeypatch):
+    """Runs benchmarks/<script>'s main() in this process, with the sys.argv that `python benchmarks/<script> args`
+    gives it, and returns what it printed, its subprocesses' output included (captured at the file descriptors).
+
+    In this process rather than a new one: each launch imported torch, timm and the solver again, about 9 s of CPU,
+    ten times in this file. test_knn_backends_prints_every_backend runs its script as a user does (run_script)."""
+
+    monkeypatch.chdir(repo)  # where run_script runs them
+
+    def run(script: str, *args: str) -> str:
+        path = repo / "benchmarks" / script
+        name = f"benchmark_{path.stem}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        threads, argv = torch.get_num_threads(), sys.argv
+        sys.modules[name], sys.argv = module, [str(path), *args]
+        capfd.readouterr()  # only this run's output
+        try:
+            spec.loader.exec_module(module)
+            module.main()
+        finally:
+            sys.argv = argv
+            sys.modules.pop(name, None)
+            torch.set_num_threads(threads)  # train_throughput.py --threads sets this process's
+        return capfd.readouterr().out
+
+    return run
 
 
 def table(stdout: str) -> dict[str, list[str]]:
@@ -20,7 +53,7 @@ def table(stdout: str) -> dict[str, list[str]]:
 
 
 def test_knn_backends_prints_every_backend(repo):
-    out = run(repo, "knn_backends.py", "--n", "1500", "--dim", "16", "--queries", "40", "--nmslib-python", f"again={sys.executable}")
+    out = run_script(repo, "knn_backends.py", "--n", "1500", "--dim", "16", "--queries", "40", "--nmslib-python", f"again={sys.executable}")
     rows = table(out)
     names = ["exact (solver, numpy)", "nmslib HNSW via solver (this python)", "nmslib HNSW via solver (again)"]
     try:
@@ -50,8 +83,8 @@ def test_knn_backends_rejects_a_bad_interpreter_flag(repo):
     assert proc.returncode != 0 and "must be LABEL=PATH" in proc.stderr
 
 
-def test_stack_overhead_prints_the_peer_and_every_stack(repo):
-    out = run(repo, "stack_overhead.py", "--rows", "300", "--test-rows", "30", "--classes", "3", "--models", "2", "--folds", "3")
+def test_stack_overhead_prints_the_peer_and_every_stack(bench):
+    out = bench("stack_overhead.py", "--rows", "300", "--test-rows", "30", "--classes", "3", "--models", "2", "--folds", "3")
     rows = table(out)
     assert len(rows) == 4
     peer, *stacks = rows.values()
@@ -62,7 +95,7 @@ def test_stack_overhead_prints_the_peer_and_every_stack(repo):
         assert acc > shuffled_acc  # the real labels carry signal; shuffled ones do not
 
 
-def test_stack_overhead_on_real_sources_scores_each_run_on_the_held_out_answers(repo, tmp_path):
+def test_stack_overhead_on_real_sources_scores_each_run_on_the_held_out_answers(bench, tmp_path):
     """--comp/--sources: the matrix is two finished sources of a competition; every run gets its held-out columns."""
     import numpy as np
     import yaml
@@ -86,7 +119,7 @@ def test_stack_overhead_on_real_sources_scores_each_run_on_the_held_out_answers(
             frame.insert(0, "id", ids.to_numpy())
             frame.to_csv(comp.runs_dir / name / f"{split}.csv", index=False)
         (comp.runs_dir / name / "config.yaml").write_text(yaml.safe_dump({"classes": comp.classes, "folds_hash": folds_hash(comp)}))
-    out = run(repo, "stack_overhead.py", "--root", str(tmp_path), "--comp", "synth", "--sources", "exp001,exp002")
+    out = bench("stack_overhead.py", "--root", str(tmp_path), "--comp", "synth", "--sources", "exp001,exp002")
     assert "240 x 6 matrix (2 models x 3 classes), 30 test rows" in out
     rows = table(out)
     assert len(rows) == 4 and list(rows)[0].startswith("peer: lightgbm.cv")
@@ -96,41 +129,41 @@ def test_stack_overhead_on_real_sources_scores_each_run_on_the_held_out_answers(
         assert loss_gap == pytest.approx(held_loss - oof_loss, abs=2e-4) and acc_gap == pytest.approx(oof_acc - held_acc, abs=2e-4)
 
 
-def test_tta_cost_prints_plain_random_and_fixed_views(repo):
-    out = run(repo, "tta_cost.py", "--images", "8", "--views", "4", "--size", "16", "--batch", "8")
+def test_tta_cost_prints_plain_random_and_fixed_views(bench):
+    out = bench("tta_cost.py", "--images", "8", "--views", "4", "--size", "16", "--batch", "8")
     assert "N plain forward passes" in out and "solver TTA-4 (random D4 views)" in out and "solver TTA=auto path (4 fixed views)" in out
 
 
-def test_training_throughput_prints_solver_bare_and_their_ratio(repo):
-    out = run(repo, "train_throughput.py", "--size", "16", "--batch", "8", "--images", "16", "--repeats", "1", "--threads", "1")
+def test_training_throughput_prints_solver_bare_and_their_ratio(bench):
+    out = bench("train_throughput.py", "--size", "16", "--batch", "8", "--images", "16", "--repeats", "1", "--threads", "1")
     assert "solver" in out and "bare" in out and "ratio" in out.lower()
 
 
-def test_parallel_folds_prints_sequence_side_by_side_and_their_ratio(repo):
-    out = run(repo, "parallel_folds.py", "--model", "test_resnet", "--size", "16", "--images", "24", "--epochs", "1", "--no-oversubscribed")
+def test_parallel_folds_prints_sequence_side_by_side_and_their_ratio(bench):
+    out = bench("parallel_folds.py", "--model", "test_resnet", "--size", "16", "--images", "24", "--epochs", "1", "--no-oversubscribed")
     assert list(table(out)) == ["sequence (one job, --fold 0,1)", "side by side (--jobs 2)"]
     assert out.count("threads: ") == 2  # each side-by-side job said its share of the cores
     assert "ratio side by side / sequence:" in out
 
 
-def test_loader_gpu_check_and_prior_shift_run_on_a_trained_competition(repo, tmp_path):
+def test_loader_gpu_check_and_prior_shift_run_on_a_trained_competition(bench, tmp_path):
     from solver.train.run import train_experiment
     from tests.synthetic import make_competition
 
     make_competition(tmp_path)
     train_experiment(tmp_path, "synth", "tiny")
     where = ["--root", str(tmp_path), "--comp", "synth"]
-    loader = run(repo, "loader_throughput.py", *where, "--exp", "tiny", "--batches", "2", "--repeats", "1")
+    loader = bench("loader_throughput.py", *where, "--exp", "tiny", "--batches", "2", "--repeats", "1")
     assert "img/s" in loader
-    gpu = run(repo, "gpu_check.py", *where, "--exp", "tiny", "--batches", "2", "--repeats", "1", "--device", "cpu")
+    gpu = bench("gpu_check.py", *where, "--exp", "tiny", "--batches", "2", "--repeats", "1", "--device", "cpu")
     assert "baseline (fp32, contiguous, eager)" in gpu and "skipped" in gpu  # AMP and compile need CUDA
-    shift = run(repo, "prior_shift_oof.py", *where, "--source", "tiny", "--shifts", "2", "--rows", "40")
+    shift = bench("prior_shift_oof.py", *where, "--source", "tiny", "--shifts", "2", "--rows", "40")
     samples = [line.split()[0] for line in shift.splitlines() if line.strip().startswith(("none", "dirichlet"))]
     assert samples == ["none", "dirichlet", "dirichlet"]  # the unshifted control and two shifted samples
     assert "prior MAE" in shift and "log loss" in shift and "accuracy" in shift
 
 
-def test_level2_gain_prints_every_source_against_the_best_single_model(repo, tmp_path):
+def test_level2_gain_prints_every_source_against_the_best_single_model(bench, tmp_path):
     """Two tiny models on a synthetic Kaggle-format competition: every stage runs and has a row; a second run reuses
     the trained folds (resumable)."""
     from tests.synthetic import make_competition
@@ -142,7 +175,7 @@ def test_level2_gain_prints_every_source_against_the_best_single_model(repo, tmp
     answers = test.assign(label=[labels[(60 + i) % 3] for i in range(len(test))])
     answers.to_csv(tmp_path / "answers.csv", index=False)
     args = ["--root", str(tmp_path / "repo"), "--data", str(data), "--answers", str(tmp_path / "answers.csv"), "--comp", "tiny"]
-    out = run(repo, "level2_gain.py", *args, "--size", "16", "--epochs", "3", "--batch", "16", "--folds", "2", "--tta", "2", "--draws", "20")
+    out = bench("level2_gain.py", *args, "--size", "16", "--epochs", "3", "--batch", "16", "--folds", "2", "--tta", "2", "--draws", "20")
     rows = table(out)
     assert {"a_resnet10t", "b_regnetx", "a_resnet10t/tta2", "a_resnet10t/knn", "ens_mean", "ens_caruana", "stack", "stack_lgbm", "stack_tta"} <= set(
         rows
@@ -152,5 +185,5 @@ def test_level2_gain_prints_every_source_against_the_best_single_model(repo, tmp
     assert reference in ("a_resnet10t", "b_regnetx")
     assert rows[reference][3] == "+0.0000" and rows[reference][5] == "+0.0000"  # the reference against itself
     assert all(float(cells[4]) >= 0 and float(cells[6]) >= 0 for cells in rows.values())  # standard errors
-    again = run(repo, "level2_gain.py", *args, "--size", "16", "--epochs", "3", "--batch", "16", "--folds", "2", "--tta", "2", "--draws", "20")
+    again = bench("level2_gain.py", *args, "--size", "16", "--epochs", "3", "--batch", "16", "--folds", "2", "--tta", "2", "--draws", "20")
     assert "nothing to train" in again

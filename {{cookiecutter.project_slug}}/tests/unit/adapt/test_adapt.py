@@ -1,8 +1,6 @@
 """`make adapt` as a stage: prior shift, multilabel thresholds and head tuning write sources with leaderboard rows,
 submissions follow the thresholds, and bad configs are clear errors."""
 
-import subprocess
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,7 +15,7 @@ from solver.competition.folds import folds_hash, load_folds
 from solver.runs.leaderboard import collect_scores
 from solver.submit.submission import make_submission
 from solver.train.run import train_experiment
-from tests.conftest import REPO, solver_command
+from tests.conftest import REPO, run_solver
 from tests.synthetic import make_competition
 
 
@@ -239,8 +237,7 @@ def test_thresholds_end_to_end_on_a_trained_multilabel_competition(tmp_path, rep
     make_competition(tmp_path, task="multilabel", n_train=48, n_test=16)
     train_experiment(tmp_path, "synth", "tiny")
     _write(tmp_path / "synth/adapt/th.yaml", {"source": "tiny", "method": "thresholds", "at_least_one": True})
-    command = solver_command("adapt", "--root", str(tmp_path), "--comp", "synth", "--name", "th")
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = run_solver("adapt", "--root", str(tmp_path), "--comp", "synth", "--name", "th")
     assert done.returncode == 0, done.stderr
     comp = Competition.load(tmp_path, "synth")
     sub = pd.read_csv(make_submission(comp, tmp_path / "runs/synth/th"), dtype=str, keep_default_na=False)  # what `make submit` writes

@@ -19,7 +19,7 @@ import yaml
 from solver.base.errors import SolverError
 from solver.competition.contract import Competition
 from solver.nn.distributed import check_launch
-from tests.conftest import solver_command
+from tests.conftest import run_solver, solver_command
 from tests.synthetic import make_competition
 
 EXPERIMENT = {
@@ -32,9 +32,10 @@ ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHON
 
 
 def train(repo, root, processes: int, *overrides: str) -> subprocess.CompletedProcess:
+    """`make train GPUS=<processes>`: torchrun itself (python -m torch.distributed.run is the torchrun entry point); its
+    -m runs `solver` as a module."""
     command = solver_command("train", "--root", str(root), "--comp", "synth", "--exp", "tiny", *overrides)
-    if processes > 1:  # torchrun itself (python -m torch.distributed.run is the torchrun entry point); its -m runs `solver` as a module
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", *command[1:]]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", *command[1:]]
     return subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=900, cwd=repo)
 
 
@@ -42,7 +43,7 @@ def test_two_gloo_processes_match_one_process(repo, tmp_path):
     roots = {n: tmp_path / f"p{n}" for n in (1, 2, "2 with workers")}
     for root in roots.values():
         make_competition(root, n_train=192, experiment=EXPERIMENT)
-    one = train(repo, roots[1], 1)
+    one = run_solver("train", "--root", str(roots[1]), "--comp", "synth", "--exp", "tiny")  # the reference: one process, this one
     assert one.returncode == 0, one.stderr[-3000:]
     for n, workers in ((2, 0), ("2 with workers", 2)):
         two = train(repo, roots[n], 2, "data.batch_size=8", f"data.num_workers={workers}")

@@ -2,7 +2,6 @@
 without a CV of its own."""
 
 import json
-import subprocess
 
 import numpy as np
 import pandas as pd
@@ -17,7 +16,7 @@ from solver.runs.leaderboard import write_leaderboard
 from solver.submit.submission import make_submission
 from solver.train.full_fit import full_fit
 from solver.train.run import train_experiment
-from tests.conftest import solver_command
+from tests.conftest import run_solver
 from tests.synthetic import TINY_EXPERIMENT, make_competition
 
 
@@ -57,8 +56,7 @@ def test_refit_on_every_row_is_a_submittable_source_without_a_cv(tmp_path, repo)
         make_submission(comp, run / "full")
     full_fit(tmp_path, "synth", "tiny")
     assert (run / "full/model.pt").stat().st_mtime_ns > before and make_submission(comp, run / "full").is_file()
-    cli = solver_command("train", "--root", str(tmp_path), "--comp", "synth", "--exp", "tiny", "--full", "--fold", "0")
-    result = subprocess.run(cli, capture_output=True, text=True)
+    result = run_solver("train", "--root", str(tmp_path), "--comp", "synth", "--exp", "tiny", "--full", "--fold", "0")
     assert result.returncode == 2 and "error: FULL=1 trains on every row, not on folds: drop FOLD=0" in result.stderr
 
 

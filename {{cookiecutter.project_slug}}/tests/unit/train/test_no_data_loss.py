@@ -19,7 +19,7 @@ from solver.predict.run import predict_experiment
 from solver.runs.leaderboard import collect_scores
 from solver.runs.source import stale_inputs
 from solver.train.run import train_experiment
-from tests.conftest import solver_command
+from tests.conftest import run_solver, solver_command
 from tests.synthetic import TINY_EXPERIMENT, make_competition
 from tests.unit.train.test_parallel_folds import ENV
 
@@ -169,8 +169,7 @@ def test_model_kwargs_without_a_space_after_the_colon_is_an_error():
 def test_knn_and_predict_take_the_run_folder_name(repo, root):
     runs = root / "runs/synth"
     (runs / "tiny").rename(runs / "sweep1")
-    command = solver_command("knn", "--root", str(root), "--comp", "synth", "--exp", "tiny", "--name", "sweep1", "knn.k=3")
-    done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
+    done = run_solver("knn", "--root", str(root), "--comp", "synth", "--exp", "tiny", "--name", "sweep1", "knn.k=3")
     assert done.returncode == 0, done.stderr[-2000:]
     assert (runs / "sweep1/knn/score.json").is_file() and not (runs / "tiny").exists()
     recipes = (repo / "Makefile").read_text().split("\n\n")

@@ -17,7 +17,7 @@ from solver.base.errors import SolverError
 from solver.competition.contract import Competition
 from solver.config.experiment import load_experiment_config
 from solver.train.tune import HEADER, default_storage, load_study, open_storage, tune
-from tests.conftest import solver_command
+from tests.conftest import run_solver, solver_command
 from tests.synthetic import TINY_EXPERIMENT, make_competition
 
 ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
@@ -148,13 +148,7 @@ def test_a_bad_tune_block_is_one_clear_line_before_any_trial(tmp_path, block, me
 def test_an_unreachable_storage_is_one_clear_line(repo, tmp_path):
     tuned_competition(tmp_path, {"params": {"train.lr": {"low": 1e-4, "high": 1e-2}}})
     url = "postgresql://solver:secret@127.0.0.1:9/optuna"  # the discard port: nothing listens on loopback
-    proc = subprocess.run(
-        solver_command("tune", "--root", str(tmp_path), "--comp", "synth", "--exp", "tiny", "--storage", url),
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_solver("tune", "--root", str(tmp_path), "--comp", "synth", "--exp", "tiny", "--storage", url)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: tune storage postgresql://solver:***@127.0.0.1:9/optuna: cannot open it")
