@@ -7,11 +7,14 @@ DEMO_SLUG := kaggle_solutions
 
 .PHONY: demo test clean
 
-# --no-compile, then compileall on every core: pip byte-compiles the 15,700 .py files one by one (1.5 min); compileall -j 0
-# takes 35 s on 2 cores. They must be compiled here: where PYTHONDONTWRITEBYTECODE is set (as on the CI machine) Python
-# never caches what it imports, and each test process that imports the solver compiled torch, timm and sklearn again
-# (measured: 25 s to import the solver's training modules without the caches, 9-12 s with them). -qq and "|| true": a
-# few files of the packages are Python 3.12 syntax (torch's tests) and are never imported.
+# Each module is byte-compiled once, the first time a process imports it, and its .pyc kept. Where
+# PYTHONDONTWRITEBYTECODE is set (as on the CI machine) Python would keep none, and every test process would compile
+# torch, timm and sklearn again (measured: 25 s to import the solver's training modules without the caches, 9-12 s
+# with them). Compiling ahead costs more than it saves: the tests import about 4,900 of the venv's 15,700 .py files
+# (30 s of one core, the first time), while pip's byte-compiling of all of them took 1.5 min and compileall -j 0
+# 35-60 s on 2 cores. Hence pip --no-compile, and this (empty: Python writes the .pyc) for every recipe here.
+export PYTHONDONTWRITEBYTECODE :=
+
 # requirements-compiled.txt (sdists, 60 s of compiling with a cold pip cache) builds on the other core meanwhile; its
 # log is printed only when it fails.
 $(VENV)/.installed: requirements.txt requirements-compiled.txt
@@ -22,7 +25,6 @@ $(VENV)/.installed: requirements.txt requirements-compiled.txt
 	wait $$build || { cat $(VENV)/compiled.log; exit 1; }; \
 	exit $$installed
 	$(PY) -m pip install --no-index --no-deps --no-compile $(VENV)/compiled/*.whl
-	$(PY) -m compileall -qq -j 0 $(VENV)/lib || true
 	touch $@
 
 # Bake the template with its defaults into build/, install the baked repo into .venv, run its demo.
