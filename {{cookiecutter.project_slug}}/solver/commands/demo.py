@@ -1,4 +1,4 @@
-"""The embedded digits demo, end to end on the CPU (about 5 minutes on 2 cores; --full: every stage, about 10).
+"""The embedded digits demo, end to end on the CPU (about 5 minutes on 2 cores; --full: every stage, about 8).
 
 make demo       prepare the digits competition, make folds, train exp001 on every fold, predict, write and
                 validate the submission, print the leaderboard with the CV and held-out scores (about 5 minutes)
