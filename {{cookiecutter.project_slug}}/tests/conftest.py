@@ -40,18 +40,26 @@ def run_solver(*argv: str) -> subprocess.CompletedProcess:
     import time) runs solver_command in a subprocess instead."""
     from solver.__main__ import main
 
-    out, err, threads, environ = io.StringIO(), io.StringIO(), torch.get_num_threads(), dict(os.environ)
-    code = 0
+    out, err, code = io.StringIO(), io.StringIO(), 0
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with process_state_kept(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             main(list(argv))
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else 1
+    return subprocess.CompletedProcess(["python", "-m", "solver", *argv], code, out.getvalue(), err.getvalue())
+
+
+@contextlib.contextmanager
+def process_state_kept():
+    """Code a test runs in its own process (run_solver, tests/e2e/test_benchmarks.py's bench) may set torch's threads
+    and environment variables (`--jobs`, `--threads`), as it would in a process of its own: both are put back."""
+    threads, environ = torch.get_num_threads(), dict(os.environ)
+    try:
+        yield
     finally:
         torch.set_num_threads(threads)
         os.environ.clear()
         os.environ.update(environ)
-    return subprocess.CompletedProcess(["python", "-m", "solver", *argv], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ import sys
 
 import pandas as pd
 import pytest
-import torch
+
+from tests.conftest import process_state_kept
 
 
 def run_script(repo, script: str, *args: str) -> str:
@@ -31,16 +32,16 @@ def bench(repo, capfd, monkeypatch):
         name = f"benchmark_{path.stem}"
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
-        threads, argv = torch.get_num_threads(), sys.argv
+        argv = sys.argv
         sys.modules[name], sys.argv = module, [str(path), *args]
         capfd.readouterr()  # only this run's output
         try:
-            spec.loader.exec_module(module)
-            module.main()
+            with process_state_kept():  # train_throughput.py --threads sets this process's threads
+                spec.loader.exec_module(module)
+                module.main()
         finally:
             sys.argv = argv
             sys.modules.pop(name, None)
-            torch.set_num_threads(threads)  # train_throughput.py --threads sets this process's
         return capfd.readouterr().out
 
     return run
